@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch==2.13.0 is the CPU build on this project's machines (taken from local disk); on a
+# machine with internet it is PyPI's build. Override, e.g. TORCH_SPEC='torch==2.5.1'.
+TORCH_SPEC ?= torch==2.13.0
+DATA ?= data
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+
+.PHONY: setup data demo test bench clean help
+
+help:
+	@echo "make demo   set up, then run the seven seed presets on a small budget"
+	@echo "make test   set up, then run the whole test suite"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	$(VENV)/bin/gansweep-data fetch --root $(DATA)
+
+demo: data
+	$(VENV)/bin/gansweep-train -m '+experiment=glob(seed_*)' trainer=quick \
+		dataset.root=$(DATA) hydra.sweep.dir=$(DEMO_DIR)
+	@echo
+	@echo "Demo outputs (one folder per preset: samples/, checkpoints/, metrics.jsonl, summary.json):"
+	@echo "  $(DEMO_DIR)"
+
+test: data
+	GANSWEEP_TEST_DATA=$(abspath $(DATA)) $(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,154 @@
+"""The seed's generator and discriminator, with Keras 2.1 layer semantics (keras-port.md).
+
+Each Keras-specific behaviour is a small, separately testable piece:
+``tf_same_padding`` (TensorFlow's asymmetric 'same'), ``KerasBatchNorm`` (momentum 0.99,
+epsilon 1e-3, any axis, plain-EMA moving statistics) and ``keras_init_`` (glorot_uniform
+weights, zero biases). The networks are built from them in ``build_models``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ----------------------------------------------------------------------------- layers
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding TensorFlow's 'same' uses on one axis: the odd pixel goes after."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow 'same' padding for a fixed input size (may be asymmetric)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, in_size: int):
+        super().__init__(in_ch, out_ch, kernel, stride=stride, padding=0)
+        before, after = tf_same_padding(in_size, kernel, stride)
+        self.pad = (before, after, before, after)  # F.pad order: W_left, W_right, H_top, H_bottom
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
+class KerasBatchNorm(nn.Module):
+    """Keras 2.1 BatchNormalization over one axis of the input.
+
+    Statistics are taken over every axis except ``axis``; Keras' default ``axis=-1`` after a
+    channels_first conv therefore normalises image columns, not channels (the seed's quirk).
+    Moving statistics are a plain EMA: moving = momentum * moving + (1 - momentum) * batch,
+    with the batch variance biased unless ``var_correction`` (Keras >= 2.1.3 scales it by
+    n / (n - 1 - epsilon)).
+    """
+
+    def __init__(self, num_features: int, axis: int = -1, momentum: float = 0.99,
+                 epsilon: float = 1e-3, var_correction: bool = False):
+        super().__init__()
+        self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
+        self.var_correction = var_correction
+        self.weight = nn.Parameter(torch.ones(num_features))  # gamma
+        self.bias = nn.Parameter(torch.zeros(num_features))  # beta
+        self.register_buffer("moving_mean", torch.zeros(num_features))
+        self.register_buffer("moving_variance", torch.ones(num_features))
+
+    def _broadcast(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
+        shape = [1] * ndim
+        shape[self.axis] = -1
+        return v.view(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            dims = [d for d in range(x.ndim) if d != self.axis % x.ndim]
+            mean = x.mean(dim=dims)
+            var = x.var(dim=dims, unbiased=False)
+            with torch.no_grad():
+                moving_var = var
+                if self.var_correction:
+                    n = x.numel() // x.shape[self.axis]
+                    moving_var = var * (n / (n - (1.0 + self.epsilon)))
+                self.moving_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
+                self.moving_variance.mul_(self.momentum).add_((1 - self.momentum) * moving_var)
+        else:
+            mean, var = self.moving_mean, self.moving_variance
+        scale = self.weight * torch.rsqrt(var + self.epsilon)
+        shift = self.bias - mean * scale
+        return x * self._broadcast(scale, x.ndim) + self._broadcast(shift, x.ndim)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, axis={self.axis}, momentum={self.momentum}, eps={self.epsilon}"
+
+
+def keras_init_(module: nn.Module) -> None:
+    """glorot_uniform weights (conv fans = channels * kh * kw), zero biases, like Keras."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+# ----------------------------------------------------------------------------- networks
+class Generator(nn.Module):
+    """z (N, 100) -> image (N, 1, 28, 28) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int = 100, bn_axis: str = "keras", bn_momentum: float = 0.99,
+                 bn_epsilon: float = 1e-3, bn_var_correction: bool = False):
+        super().__init__()
+        bn = dict(momentum=bn_momentum, epsilon=bn_epsilon, var_correction=bn_var_correction)
+        self.fc1 = nn.Linear(latent_dim, 1024)
+        self.bn1 = KerasBatchNorm(1024, axis=-1, **bn)
+        self.fc2 = nn.Linear(1024, 128 * 7 * 7)
+        self.bn2 = KerasBatchNorm(128 * 7 * 7, axis=-1, **bn)
+        self.conv1 = SameConv2d(128, 64, 5, stride=1, in_size=14)
+        # Keras' default axis=-1 on (N, 64, 14, 14) channels_first: 14 image-column features.
+        self.bn3 = (KerasBatchNorm(14, axis=-1, **bn) if bn_axis == "keras"
+                    else KerasBatchNorm(64, axis=1, **bn))
+        self.conv2 = SameConv2d(64, 1, 5, stride=1, in_size=28)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(self.fc1(z)))
+        h = F.relu(self.bn2(self.fc2(h))).view(-1, 128, 7, 7)
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = F.relu(self.bn3(self.conv1(h)))
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        return torch.tanh(self.conv2(h))
+
+
+class Discriminator(nn.Module):
+    """image (N, 1, 28, 28) -> raw score (N, 1); no sigmoid for either GAN type."""
+
+    def __init__(self, leaky_slope: float = 0.2, dropout: float = 0.5):
+        super().__init__()
+        self.leaky_slope = leaky_slope
+        self.conv1 = SameConv2d(1, 64, 5, stride=2, in_size=28)  # pads 1 before, 2 after
+        self.conv2 = nn.Conv2d(64, 128, 5, stride=2)  # 'valid': 14 -> 5
+        self.fc1 = nn.Linear(128 * 5 * 5, 256)
+        self.dropout = nn.Dropout(dropout)  # inverted dropout, as Keras
+        self.fc2 = nn.Linear(256, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.conv1(x), self.leaky_slope)
+        h = F.leaky_relu(self.conv2(h), self.leaky_slope).flatten(1)  # (C, H, W) order
+        h = self.dropout(F.leaky_relu(self.fc1(h), self.leaky_slope))
+        return self.fc2(h)
+
+
+def build_models(cfg) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for the ``model`` config group."""
+    g = Generator(cfg.latent_dim, str(cfg.bn_axis), cfg.bn_momentum, cfg.bn_epsilon,
+                  cfg.bn_var_correction)
+    d = Discriminator(cfg.leaky_slope, cfg.dropout)
+    if str(cfg.init) == "keras":
+        keras_init_(g)
+        keras_init_(d)
+    return g, d
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(trainable parameters, buffers such as BatchNorm moving statistics)."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    buffers = sum(b.numel() for b in module.buffers())
+    return trainable, buffers

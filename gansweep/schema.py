@@ -1,0 +1,187 @@
+"""Structured-config schemas: the YAML under conf/ and every command-line override are
+validated against these dataclasses (types, allowed choices, no unknown keys).
+
+Each config-group option's YAML names its schema first in its defaults list, e.g.
+``conf/model/dcgan_mnist.yaml`` starts with ``defaults: [_dcgan_mnist_schema, _self_]``.
+Value ranges (positive learning rates and so on) are checked by ``gansweep.validate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Choice(str, Enum):
+    """A string enum whose str() is its value, so code can compare and print it plainly."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Impl(Choice):
+    reference = "reference"
+    fast = "fast"
+
+
+class BNAxis(Choice):
+    keras = "keras"  # the seed: Keras' default axis=-1 (image columns after a conv)
+    channel = "channel"  # the modern choice: per channel
+
+
+class Init(Choice):
+    keras = "keras"  # glorot_uniform weights, zero biases
+    torch = "torch"  # PyTorch's layer defaults
+
+
+class GanName(Choice):
+    standard = "standard"
+    coulomb = "coulomb"
+
+
+class StandardLoss(Choice):
+    keras_bce = "keras_bce"  # BCE on the clipped raw output (faithful)
+    logits = "logits"  # BCE-with-logits
+
+
+class NoiseDist(Choice):
+    uniform = "uniform"
+    normal = "normal"
+
+
+class Device(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class FakeMode(Choice):
+    eval = "eval"  # G.predict: BatchNorm moving averages (the seed)
+    train = "train"  # batch statistics, moving averages updated
+
+
+class Progress(Choice):
+    auto = "auto"  # a bar on a terminal, plain lines otherwise
+    bar = "bar"
+    lines = "lines"
+    off = "off"
+
+
+@dataclass
+class DCGANConfig:
+    name: str = "dcgan_mnist"
+    impl: Impl = Impl.reference
+    latent_dim: int = 100
+    bn_axis: BNAxis = BNAxis.keras
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    bn_var_correction: bool = False
+    leaky_slope: float = 0.2
+    dropout: float = 0.5
+    init: Init = Init.keras
+
+
+@dataclass
+class AdamConfig:
+    lr: float = 1e-3
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    decay: float = 0.0
+
+
+@dataclass
+class KerasAdamConfig:
+    name: str = "keras_adam"
+    d: AdamConfig = field(default_factory=AdamConfig)
+    g: AdamConfig = field(default_factory=AdamConfig)
+
+
+@dataclass
+class PlummerConfig:
+    name: str = "plummer"
+    dim: int = 3
+    eps: float = 1.0
+    eps_half_life: float = 5000.0
+    ignore_self_potential: bool = True
+
+
+@dataclass
+class GanTypeConfig:
+    name: GanName = GanName.standard
+    loss: StandardLoss = StandardLoss.keras_bce  # standard GAN only
+
+
+@dataclass
+class MnistConfig:
+    name: str = "mnist"
+    root: str = "data"
+    fetch: bool = True
+    limit: Optional[int] = None
+
+
+@dataclass
+class NoiseConfig:
+    dist: NoiseDist = NoiseDist.uniform
+    low: float = -1.0
+    high: float = 1.0
+    std: float = 1.0  # normal only
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "full"
+    epochs: int = 100
+    batch_size: int = 128
+    max_batches_per_epoch: Optional[int] = None
+    sample_every: int = 200
+    device: Device = Device.auto
+    fake_mode: FakeMode = FakeMode.eval
+    log_every: int = 1
+    progress: Progress = Progress.auto
+    threads: Optional[int] = None  # torch intra-op threads; null = torch's default
+
+
+@dataclass
+class ReferenceConfig:
+    """The seed table's row for a preset, shown beside our numbers."""
+
+    row: str = MISSING
+    fid: float = MISSING
+    image: str = ""
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    kernel: Any = MISSING
+    gan_type: Any = MISSING
+    dataset: Any = MISSING
+    noise: Any = MISSING
+    trainer: Any = MISSING
+    name: str = "run"
+    seed: int = 0
+    reference: Optional[ReferenceConfig] = None
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="_train_schema", node=TrainConfig)
+    for group, name, node in (
+        ("model", "_dcgan_mnist_schema", DCGANConfig),
+        ("optimizer", "_keras_adam_schema", KerasAdamConfig),
+        ("kernel", "_plummer_schema", PlummerConfig),
+        ("gan_type", "_gan_type_schema", GanTypeConfig),
+        ("dataset", "_mnist_schema", MnistConfig),
+        ("noise", "_noise_schema", NoiseConfig),
+        ("trainer", "_trainer_schema", TrainerConfig),
+    ):
+        cs.store(group=group, name=name, node=node)
+
+
+register()

@@ -1,0 +1,81 @@
+"""Value checks the config schema cannot express, run before any training starts.
+
+Types, choices and unknown keys are rejected by the dataclass schemas (gansweep.schema);
+this module rejects values that are well-typed but meaningless, naming the key, the value
+and what is allowed, so a sweep fails at launch rather than hours into a run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range; the message names key, value and fix."""
+
+
+def _require(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}. "
+                          f"Fix it in the config or override it, e.g. `{key}=<value>`.")
+
+
+def _positive(cfg: DictConfig, key: str) -> None:
+    value = _get(cfg, key)
+    _require(value is not None and math.isfinite(value) and value > 0, key, value,
+             "must be a finite number > 0")
+
+
+def _non_negative(cfg: DictConfig, key: str) -> None:
+    value = _get(cfg, key)
+    _require(value is not None and math.isfinite(value) and value >= 0, key, value,
+             "must be a finite number >= 0")
+
+
+def _get(cfg: DictConfig, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
+    """Raise ConfigError on the first invalid value. ``dataset_size`` enables data checks."""
+    for side in ("d", "g"):
+        _positive(cfg, f"optimizer.{side}.lr")
+        _non_negative(cfg, f"optimizer.{side}.decay")
+        _positive(cfg, f"optimizer.{side}.epsilon")
+        for beta in ("beta_1", "beta_2"):
+            value = _get(cfg, f"optimizer.{side}.{beta}")
+            _require(0 <= value < 1, f"optimizer.{side}.{beta}", value, "must be in [0, 1)")
+    if str(cfg.gan_type.name) == "coulomb":
+        _positive(cfg, "kernel.eps")
+        _positive(cfg, "kernel.eps_half_life")
+        _require(cfg.kernel.dim >= 3, "kernel.dim", cfg.kernel.dim,
+                 "must be >= 3 (the Plummer kernel is flat for d <= 2)")
+    trainer = cfg.trainer
+    for key in ("epochs", "batch_size", "sample_every", "log_every"):
+        _require(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be an integer >= 1")
+    if trainer.max_batches_per_epoch is not None:
+        _require(trainer.max_batches_per_epoch >= 1, "trainer.max_batches_per_epoch",
+                 trainer.max_batches_per_epoch, "must be >= 1 or null (all batches)")
+    if trainer.threads is not None:
+        _require(trainer.threads >= 1, "trainer.threads", trainer.threads, "must be >= 1 or null")
+    if str(trainer.device) == "cuda":
+        _require(torch.cuda.is_available(), "trainer.device", "cuda",
+                 "CUDA is not available on this machine; use trainer.device=cpu or auto")
+    noise = cfg.noise
+    if str(noise.dist) == "uniform":
+        _require(noise.low < noise.high, "noise.low", noise.low, f"must be < noise.high={noise.high}")
+    else:
+        _require(noise.std > 0, "noise.std", noise.std, "must be > 0")
+    limit = cfg.dataset.get("limit")
+    if limit is not None:
+        _require(limit >= 1, "dataset.limit", limit, "must be >= 1 or null (all images)")
+    if dataset_size is not None:
+        _require(trainer.batch_size <= dataset_size, "trainer.batch_size", trainer.batch_size,
+                 f"must be <= the {dataset_size} training samples available "
+                 "(raise dataset.limit or lower the batch size)")
