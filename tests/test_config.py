@@ -1,0 +1,91 @@
+"""Every preset composes, carries the seed table exactly, and bad values are refused."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from conftest import compose_config
+from gansweep.validate import ConfigError, validate
+
+SEED_TABLE = {
+    # name: (gan_type, D lr, D decay, G lr, G decay, eps0, seed FID)
+    "seed_standard": ("standard", 1e-5, 1e-4, 1e-4, 1e-4, None, 14.66),
+    "seed_coulomb_1": ("coulomb", 1e-3, 1e-3, 1e-3, 1e-3, 1.0, 52.32),
+    "seed_coulomb_2": ("coulomb", 1e-4, 1e-3, 1e-3, 1e-3, 1.0, 90.82),
+    "seed_coulomb_3": ("coulomb", 1e-3, 1e-4, 1e-4, 1e-3, 1.0, 106.5),
+    "seed_coulomb_4": ("coulomb", 1e-3, 1e-3, 1e-3, 1e-3, 0.1, 108.0),
+    "seed_coulomb_5": ("coulomb", 1e-3, 1e-2, 1e-3, 1e-2, 10.0, 118.4),
+    "seed_coulomb_6": ("coulomb", 1e-3, 1e-4, 1e-3, 1e-4, 1.0, 149.9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_TABLE))
+def test_seed_presets_carry_the_seed_table(name):
+    cfg = compose_config([f"+experiment={name}"])
+    gan, d_lr, d_decay, g_lr, g_decay, eps0, fid = SEED_TABLE[name]
+    assert cfg.name == name
+    assert str(cfg.gan_type.name) == gan
+    assert (cfg.optimizer.d.lr, cfg.optimizer.d.decay) == (d_lr, d_decay)
+    assert (cfg.optimizer.g.lr, cfg.optimizer.g.decay) == (g_lr, g_decay)
+    assert cfg.optimizer.d.beta_1 == cfg.optimizer.g.beta_1 == 0.5
+    if eps0 is not None:
+        assert cfg.kernel.eps == eps0
+        assert cfg.kernel.dim == 3 and cfg.kernel.eps_half_life == 5000
+        assert cfg.kernel.ignore_self_potential is True
+    assert cfg.reference.fid == fid
+    # the seed's shared settings
+    assert cfg.trainer.batch_size == 128 and cfg.trainer.epochs == 100
+    assert str(cfg.noise.dist) == "uniform" and (cfg.noise.low, cfg.noise.high) == (-1.0, 1.0)
+    assert str(cfg.trainer.fake_mode) == "eval" and str(cfg.model.bn_axis) == "keras"
+    validate(cfg)
+
+
+def test_default_config_is_faithful_standard_gan():
+    cfg = compose_config()
+    assert str(cfg.gan_type.name) == "standard" and str(cfg.gan_type.loss) == "keras_bce"
+    assert cfg.model.bn_momentum == 0.99 and cfg.model.bn_epsilon == 1e-3
+    assert cfg.model.leaky_slope == 0.2 and cfg.model.dropout == 0.5
+    assert str(cfg.model.init) == "keras"
+
+
+def test_command_line_overrides_reach_the_config():
+    cfg = compose_config(["+experiment=seed_coulomb_1", "kernel.eps=0.1",
+                          "optimizer.d.lr=1e-4", "trainer=quick", "noise=normal"])
+    assert cfg.kernel.eps == 0.1 and cfg.optimizer.d.lr == 1e-4
+    assert cfg.trainer.name == "quick" and cfg.trainer.batch_size == 128
+    assert str(cfg.noise.dist) == "normal"
+
+
+@pytest.mark.parametrize("override", [
+    "trainer.device=tpu",        # not a choice
+    "gan_type.name=wgan",        # not a choice
+    "optimizer.d.lr=fast",       # not a float
+    "trainer.epoch=3",           # unknown key (typo)
+    "model.bn_axis=rows",        # not a choice
+])
+def test_schema_rejects_bad_overrides(override):
+    with pytest.raises((ValidationError, ConfigCompositionException)):
+        compose_config([override])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optimizer.d.lr=0", "optimizer.d.lr"),
+    ("optimizer.g.lr=-1e-3", "optimizer.g.lr"),
+    ("optimizer.d.decay=-0.1", "optimizer.d.decay"),
+    ("kernel.eps=0", "kernel.eps"),
+    ("kernel.eps_half_life=-5", "kernel.eps_half_life"),
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("noise.low=1", "noise.low"),
+])
+def test_validation_names_key_and_value(override, key):
+    cfg = compose_config(["+experiment=seed_coulomb_1", override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_batch_larger_than_data_is_refused():
+    cfg = compose_config(["dataset.limit=100"])
+    with pytest.raises(ConfigError, match="trainer.batch_size=128.*100 training samples"):
+        validate(cfg, dataset_size=100)

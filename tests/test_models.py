@@ -1,0 +1,152 @@
+"""The networks against Keras 2.1 semantics, each checked by a hand computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import compose_config
+from gansweep.models import (Discriminator, Generator, KerasBatchNorm, SameConv2d,
+                             build_models, count_parameters, tf_same_padding)
+
+
+def test_parameter_counts_equal_keras():
+    g, d = build_models(compose_config().model)
+    assert count_parameters(g) == (6_753_309, 14_620)  # trainable, BN moving statistics
+    assert count_parameters(d) == (1_026_305, 0)
+
+
+def test_output_shapes_and_ranges():
+    g, d = build_models(compose_config().model)
+    x = g(torch.rand(4, 100) * 2 - 1)
+    assert x.shape == (4, 1, 28, 28) and x.abs().max() <= 1
+    assert d(x).shape == (4, 1)
+
+
+@pytest.mark.parametrize("size, kernel, stride, expected", [
+    (28, 5, 2, (1, 2)),  # D's first conv: the odd pixel goes after
+    (14, 5, 1, (2, 2)),
+    (28, 5, 1, (2, 2)),
+    (7, 3, 2, (1, 1)),
+])
+def test_tf_same_padding(size, kernel, stride, expected):
+    assert tf_same_padding(size, kernel, stride) == expected
+
+
+def test_stride2_same_conv_matches_a_hand_computed_output_pixel():
+    torch.manual_seed(0)
+    conv = SameConv2d(1, 1, 5, stride=2, in_size=28)
+    x = torch.randn(1, 1, 28, 28)
+    y = conv(x)
+    assert y.shape == (1, 1, 14, 14)
+    w, b = conv.weight[0, 0], conv.bias[0]
+    # TF 'same': output (i, j) reads input rows 2i-1 .. 2i+3 (one pad row before, two after)
+    for i, j in [(0, 0), (5, 7), (13, 13)]:
+        acc = b.clone()
+        for u in range(5):
+            for v in range(5):
+                r, c = 2 * i - 1 + u, 2 * j - 1 + v
+                if 0 <= r < 28 and 0 <= c < 28:
+                    acc += w[u, v] * x[0, 0, r, c]
+        assert torch.allclose(y[0, 0, i, j], acc, atol=1e-5)
+    # torch's symmetric padding=2 gives a different (shifted) result
+    assert not torch.allclose(y, F.conv2d(x, conv.weight, conv.bias, stride=2, padding=2)[..., :14, :14])
+
+
+def test_keras_batchnorm_axis_minus_one_normalises_image_columns():
+    torch.manual_seed(0)
+    bn = KerasBatchNorm(14, axis=-1, momentum=0.99, epsilon=1e-3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.linspace(0.5, 2, 14))
+        bn.bias.copy_(torch.linspace(-1, 1, 14))
+    x = torch.randn(8, 64, 14, 14) * 3 + 1
+    y = bn(x)
+    # statistics over (N, C, H) for each of the 14 columns, biased variance
+    mean = x.mean(dim=(0, 1, 2))
+    var = ((x - mean) ** 2).mean(dim=(0, 1, 2))
+    expected = (x - mean) / torch.sqrt(var + 1e-3) * bn.weight + bn.bias
+    assert torch.allclose(y, expected, atol=1e-4)
+    # plain EMA with Keras momentum 0.99 from moving mean 0, variance 1
+    assert torch.allclose(bn.moving_mean, 0.01 * mean, atol=1e-6)
+    assert torch.allclose(bn.moving_variance, 0.99 + 0.01 * var, atol=1e-5)
+
+
+def test_keras_batchnorm_inference_uses_moving_statistics_and_does_not_update():
+    bn = KerasBatchNorm(3, axis=1)
+    with torch.no_grad():
+        bn.moving_mean.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        bn.moving_variance.copy_(torch.tensor([4.0, 1.0, 0.25]))
+    bn.eval()
+    x = torch.randn(5, 3, 2, 2)
+    y = bn(x)
+    expected = (x - bn.moving_mean.view(1, 3, 1, 1)) / torch.sqrt(
+        bn.moving_variance.view(1, 3, 1, 1) + 1e-3)
+    assert torch.allclose(y, expected, atol=1e-6)
+    assert torch.equal(bn.moving_mean, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_keras_batchnorm_variance_correction_switch():
+    x = torch.randn(10, 4)
+    bn = KerasBatchNorm(4, axis=-1, var_correction=True)
+    bn(x)
+    var = x.var(0, unbiased=False)
+    assert torch.allclose(bn.moving_variance, 0.99 + 0.01 * var * 10 / (10 - 1.001), atol=1e-6)
+
+
+def test_generator_bn_axis_switch():
+    assert Generator(bn_axis="keras").bn3.weight.numel() == 14
+    channel = Generator(bn_axis="channel").bn3
+    assert channel.weight.numel() == 64 and channel.axis == 1
+
+
+def test_keras_initialisation_glorot_uniform_and_zero_bias():
+    torch.manual_seed(0)
+    g, d = build_models(compose_config().model)
+    for layer, fan_in, fan_out in [(g.fc2, 1024, 6272), (g.conv1, 128 * 25, 64 * 25),
+                                   (d.conv1, 25, 64 * 25), (d.fc1, 3200, 256)]:
+        limit = math.sqrt(6 / (fan_in + fan_out))
+        w = layer.weight
+        assert w.abs().max() <= limit and w.abs().max() > 0.95 * limit
+        assert abs(w.var().item() - limit**2 / 3) < 0.1 * limit**2 / 3  # uniform variance
+        assert torch.count_nonzero(layer.bias) == 0
+    bn = g.bn2
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+    assert torch.all(bn.moving_mean == 0) and torch.all(bn.moving_variance == 1)
+
+
+def test_upsampling_is_nearest_neighbour_repeat():
+    g = Generator()
+    captured = {}
+    g.conv1.register_forward_pre_hook(lambda m, args: captured.setdefault("x", args[0]))
+    g.train()
+    g(torch.rand(2, 100))
+    x = captured["x"]
+    assert x.shape == (2, 128, 14, 14)
+    assert torch.equal(x[..., 0::2, 0::2], x[..., 1::2, 1::2])
+    assert torch.equal(x[..., 0::2, :], x[..., 1::2, :])
+
+
+def test_discriminator_dropout_is_inverted_and_only_in_training():
+    torch.manual_seed(0)
+    d = Discriminator()
+    x = torch.randn(64, 1, 28, 28)
+    d.eval()
+    assert torch.equal(d(x), d(x))
+    d.train()
+    h = {}
+    d.fc2.register_forward_pre_hook(lambda m, args: h.setdefault("x", args[0]))
+    d(x)
+    pre = F.leaky_relu(d.fc1(F.leaky_relu(d.conv2(F.leaky_relu(d.conv1(x), 0.2)), 0.2)
+                             .flatten(1)), 0.2)
+    kept = h["x"] != 0
+    assert 0.4 < kept.float().mean() < 0.6
+    assert torch.allclose(h["x"][kept], 2 * pre[kept], atol=1e-5)  # scaled by 1 / (1 - 0.5)
+
+
+def test_leaky_relu_slope_and_flatten_order():
+    d = Discriminator()
+    assert d.leaky_slope == 0.2
+    assert d.fc1.in_features == 128 * 5 * 5
