@@ -99,6 +99,41 @@ def write_json(data: dict[str, Any], path: Path) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only rows of steps before ``step`` (0: empty the file), atomically.
+
+    A run killed after its last checkpoint logged steps it will train again on resume;
+    dropping them keeps metrics.jsonl identical to an uninterrupted run's.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] < step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            break  # a torn last line from a crash mid-write
+    atomic_write(path, lambda handle: handle.write("".join(kept).encode()))
+
+
+class OutputDirError(RuntimeError):
+    """The run's output dir cannot be written."""
+
+
+def ensure_writable(root: Path) -> None:
+    probe = root / ".write-probe"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputDirError(
+            f"output dir {root} is not writable ({exc.strerror or exc}). Fix: free space or "
+            "permissions there, or choose another with hydra.run.dir=... / hydra.sweep.dir=..."
+        ) from exc
+
+
 class MetricsLog:
     """Append-only metrics.jsonl; each row is flushed so a killed run keeps what it logged."""
 

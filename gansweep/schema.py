@@ -64,6 +64,11 @@ class FakeMode(Choice):
     train = "train"  # batch statistics, moving averages updated
 
 
+class Resume(Choice):
+    auto = "auto"  # continue from checkpoints/last.pt in the output dir; skip finished runs
+    never = "never"  # always start from scratch
+
+
 class Progress(Choice):
     auto = "auto"  # a bar on a terminal, plain lines otherwise
     bar = "bar"
@@ -139,6 +144,8 @@ class TrainerConfig:
     batch_size: int = 128
     max_batches_per_epoch: Optional[int] = None
     sample_every: int = 200
+    checkpoint_every: int = 200  # also at every epoch start and at the end
+    resume: Resume = Resume.auto
     device: Device = Device.auto
     fake_mode: FakeMode = FakeMode.eval
     log_every: int = 1

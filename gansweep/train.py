@@ -3,21 +3,56 @@
     gansweep-train +experiment=seed_coulomb_1
     gansweep-train -m '+experiment=glob(seed_*)' trainer=quick
     gansweep-train -m +experiment=seed_coulomb_1 kernel.eps=0.1,1,10 optimizer.d.lr=1e-3,1e-4
+
+A job that fails records ``status: failed`` and its error in summary.json (traceback in
+error.txt) and, in a multirun, lets the sweep carry on; a single run exits with the error.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import traceback
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gansweep import schema  # noqa: F401 - registers the config schemas with Hydra
-from gansweep.trainer import run
+from gansweep import artifacts, schema  # noqa: F401 - schema registers the config schemas
+from gansweep.trainer import Interrupted, run
+
+log = logging.getLogger("gansweep.train")
+
+
+def record_failure(out_dir: Path, cfg: DictConfig, exc: BaseException) -> str:
+    """summary.json with status failed and the error's first line; error.txt the traceback."""
+    first_line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    try:
+        (out_dir / "error.txt").write_text("".join(traceback.format_exception(exc)))
+        artifacts.write_json({"status": "failed", "name": cfg.get("name"),
+                              "gan_type": str(cfg.gan_type.name), "error": first_line,
+                              "objective": math.inf}, out_dir / "summary.json")
+    except OSError:
+        pass  # an unwritable output dir: the log and the exit status still say it
+    return first_line
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        summary = run(cfg, out_dir)
+    except (KeyboardInterrupt, Interrupted):
+        raise  # stop the whole sweep; the checkpoint lets a relaunch resume
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
+        message = record_failure(out_dir, cfg, exc)
+        log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            raise SystemExit(f"error: {exc}") from None
+        return math.inf  # sweepers see the worst value and carry on
     return summary.get("objective")
 
 

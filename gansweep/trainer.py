@@ -10,9 +10,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
+import signal
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +54,38 @@ class Counters:
     epoch: int = 0  # current epoch
     batch: int = 0  # next batch to train within the epoch
     step: int = 0  # batches trained in total (the eps schedule's t)
+    seconds: float = 0.0  # training wall time so far, summed over resumes
+
+
+class Diverged(RuntimeError):
+    """A loss or a weight became NaN or Inf."""
+
+
+class ResumeError(RuntimeError):
+    """The output dir holds a checkpoint that this config cannot continue."""
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM or SIGINT arrived; a checkpoint was written at the next batch boundary."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+# Settings that change what a run computes: a checkpoint made under other values is refused.
+FINGERPRINT_KEYS = ("model", "optimizer", "kernel", "gan_type", "noise", "seed",
+                    "dataset.name", "dataset.limit", "trainer.batch_size",
+                    "trainer.max_batches_per_epoch", "trainer.fake_mode")
+
+
+def fingerprint(cfg: DictConfig) -> dict:
+    out = {}
+    for key in FINGERPRINT_KEYS:
+        value = OmegaConf.select(cfg, key)
+        out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    out.get("model", {}).pop("impl", None)  # reference and fast compute the same thing
+    return json.loads(json.dumps(out, default=str))
 
 
 class Progress:
@@ -81,6 +118,7 @@ class Run:
         self.cfg = cfg
         self.dirs = artifacts.RunDir(out_dir)
         validate(cfg)
+        artifacts.ensure_writable(self.dirs.root)
         if cfg.trainer.threads:
             torch.set_num_threads(cfg.trainer.threads)
         self.device = resolve_device(str(cfg.trainer.device))
@@ -94,7 +132,9 @@ class Run:
         self.opt_d, self.opt_g = build_optimizers(cfg.optimizer, self.g, self.d)
         self.objective = build_objective(cfg.gan_type, cfg.kernel)
         self.counters = Counters()
-        self.perm: torch.Tensor | None = None
+        self.perm: torch.Tensor | None = None  # this epoch's shuffle
+        self.perm_epoch: int | None = None
+        self.stop_signal: int | None = None
         per_epoch = len(self.data) // cfg.trainer.batch_size  # the seed drops the last partial batch
         cap = cfg.trainer.max_batches_per_epoch
         self.batches_per_epoch = min(per_epoch, cap) if cap else per_epoch
@@ -133,74 +173,168 @@ class Run:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        c = self.counters
         state = {
             "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
             "opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict(),
-            "counters": vars(c).copy(), "perm": self.perm,
+            "counters": vars(self.counters).copy(), "perm": self.perm, "perm_epoch": self.perm_epoch,
             "rng": {"torch": torch.get_rng_state(), "noise": self.generator.get_state()},
+            "fingerprint": fingerprint(self.cfg),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
+    def load_state_dict(self, state: dict) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.counters = Counters(**state["counters"])
+        self.perm, self.perm_epoch = state["perm"], state["perm_epoch"]
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["noise"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(t).all()) for module in (self.g, self.d)
+                   for t in module.state_dict().values() if t.is_floating_point())
+
     def save_checkpoint(self) -> None:
+        """Write last.pt atomically, never over a good checkpoint with non-finite weights."""
+        if not self.weights_finite():
+            raise Diverged("non-finite weights")
         artifacts.save_checkpoint(self.state_dict(), self.dirs.checkpoint)
 
+    def resume(self) -> bool:
+        """Continue from checkpoints/last.pt when trainer.resume=auto and one exists."""
+        path = self.dirs.checkpoint
+        if str(self.cfg.trainer.resume) == "never" or not path.exists():
+            return False
+        state = artifacts.load_checkpoint(path, map_location=self.device)
+        mine = fingerprint(self.cfg)
+        if state.get("fingerprint") != mine:
+            changed = sorted(k for k in mine if state.get("fingerprint", {}).get(k) != mine[k])
+            raise ResumeError(
+                f"{self.dirs.root} holds a checkpoint of a different configuration "
+                f"(differs in: {', '.join(changed)}). Fix: use another output dir, or "
+                "trainer.resume=never to start over there.")
+        self.load_state_dict(state)
+        # rows logged after the checkpoint by the interrupted run are logged again below
+        artifacts.truncate_metrics(self.dirs.metrics, self.counters.step)
+        log.info("resumed from %s at epoch %d, batch %d (step %d)", path, self.counters.epoch,
+                 self.counters.batch, self.counters.step)
+        return True
+
+    def write_status(self, status: str, **extra) -> dict:
+        c = self.counters
+        summary = {
+            "status": status, "name": self.cfg.name, "gan_type": str(self.cfg.gan_type.name),
+            "epochs_done": c.epoch, "batches_done": c.step, "epochs": self.cfg.trainer.epochs,
+            "batches_per_epoch": self.batches_per_epoch, "wall_seconds": round(c.seconds, 3),
+            "device": str(self.device), "seed": self.cfg.seed, **extra,
+        }
+        artifacts.write_json(summary, self.dirs.summary)
+        return summary
+
     # ------------------------------------------------------------------ loop
+    def _request_stop(self, signum, frame) -> None:
+        self.stop_signal = signum
+
     def train(self) -> dict:
-        cfg, c = self.cfg.trainer, self.counters
+        cfg = self.cfg.trainer
+        if not self.resume():
+            artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
+        c = self.counters
         metrics = artifacts.MetricsLog(self.dirs.metrics)
         progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
-        step_times, last_sample = [], None
-        start = time.perf_counter()
+        self.step_times: list[float] = []
+        self.write_status("running", pid=os.getpid())
         log.info("training %s: %d epochs x %d batches of %d on %s", self.cfg.name, cfg.epochs,
                  self.batches_per_epoch, cfg.batch_size, self.device)
+        handlers = self._install_signal_handlers()
         try:
-            while c.epoch < cfg.epochs:
-                if c.batch == 0:
-                    self.perm = torch.randperm(len(self.data), generator=self.generator,
-                                               device=self.device)
-                while c.batch < self.batches_per_epoch:
-                    t0 = time.perf_counter()
-                    sampling = c.batch % cfg.sample_every == 0
-                    if sampling:
-                        self.save_checkpoint()
-                    fakes = self.predict_fakes(self.noise())
-                    if sampling:
-                        last_sample = artifacts.save_grid(fakes, self.dirs.sample(c.epoch, c.batch))
-                    index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
-                    lr_d, lr_g, eps = (self.opt_d.current_lr(), self.opt_g.current_lr(),
-                                       self.objective.eps(c.step))
-                    d_loss = self.d_step(self.data[index], fakes)
-                    g_loss = self.g_step(self.noise())
-                    step_times.append(time.perf_counter() - t0)
-                    if c.batch % cfg.log_every == 0 or c.batch == self.batches_per_epoch - 1:
-                        d_value, g_value = d_loss.item(), g_loss.item()
-                        metrics.write({
-                            "epoch": c.epoch, "batch": c.batch, "step": c.step,
-                            "d_loss": d_value, "g_loss": g_value, "eps": eps,
-                            "lr_d": lr_d, "lr_g": lr_g,
-                            "seconds": round(time.perf_counter() - start, 4)})
-                        progress.update(c, d_value, g_value, step_times[-1])
-                    c.batch += 1
-                    c.step += 1
-                c.epoch, c.batch = c.epoch + 1, 0
+            self._loop(metrics, progress)
+        except Diverged as exc:
+            log.warning("%s diverged: %s; last good checkpoint and samples kept", self.cfg.name, exc)
+            return self.write_status("diverged", error=str(exc), diverged_at=vars(c).copy(),
+                                     last_sample=self.last_sample(), objective=math.inf)
+        except Interrupted as exc:
+            self.write_status("interrupted", error=str(exc), last_sample=self.last_sample())
+            raise
         finally:
             metrics.close()
+            self._restore_signal_handlers(handlers)
         self.save_checkpoint()
         final = self.final_samples()
-        wall = time.perf_counter() - start
-        return {
-            "status": "ok", "name": self.cfg.name, "gan_type": str(self.cfg.gan_type.name),
-            "epochs_done": c.epoch, "batches_done": c.step,
-            "batches_per_epoch": self.batches_per_epoch, "wall_seconds": round(wall, 3),
-            "seconds_per_step_median": statistics.median(step_times) if step_times else None,
-            "last_sample": str(last_sample.relative_to(self.dirs.root)) if last_sample else None,
-            "final_sample": str(final.relative_to(self.dirs.root)),
-            "device": str(self.device), "seed": self.cfg.seed,
-        }
+        return self.write_status(
+            "ok", last_sample=self.last_sample(),
+            final_sample=str(final.relative_to(self.dirs.root)),
+            seconds_per_step_median=(statistics.median(self.step_times)
+                                     if self.step_times else None))
+
+    def _loop(self, metrics: artifacts.MetricsLog, progress: Progress) -> None:
+        cfg, c = self.cfg.trainer, self.counters
+        while c.epoch < cfg.epochs:
+            if self.perm_epoch != c.epoch:  # a fresh shuffle per epoch (kept across resumes)
+                self.perm = torch.randperm(len(self.data), generator=self.generator,
+                                           device=self.device)
+                self.perm_epoch = c.epoch
+            while c.batch < self.batches_per_epoch:
+                if self.stop_signal is not None:
+                    self.save_checkpoint()
+                    raise Interrupted(self.stop_signal)
+                t0 = time.perf_counter()
+                sampling = c.batch % cfg.sample_every == 0
+                if sampling or c.batch % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()  # a clean batch boundary: exact resume point
+                    self.write_status("running", pid=os.getpid())
+                fakes = self.predict_fakes(self.noise())
+                if sampling:
+                    if not bool(torch.isfinite(fakes).all()):
+                        raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
+                                       f"batch {c.batch}")
+                    artifacts.save_grid(fakes, self.dirs.sample(c.epoch, c.batch))
+                index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
+                lr_d, lr_g, eps = (self.opt_d.current_lr(), self.opt_g.current_lr(),
+                                   self.objective.eps(c.step))
+                d_loss = self.d_step(self.data[index], fakes)
+                g_loss = self.g_step(self.noise())
+                last = c.batch == self.batches_per_epoch - 1
+                if c.batch % cfg.log_every == 0 or last:
+                    d_value, g_value = d_loss.item(), g_loss.item()
+                    if not (math.isfinite(d_value) and math.isfinite(g_value)):
+                        raise Diverged(f"non-finite loss at epoch {c.epoch}, batch {c.batch}: "
+                                       f"d_loss={d_value}, g_loss={g_value}")
+                    elapsed = time.perf_counter() - t0
+                    metrics.write({
+                        "epoch": c.epoch, "batch": c.batch, "step": c.step,
+                        "d_loss": d_value, "g_loss": g_value, "eps": eps,
+                        "lr_d": lr_d, "lr_g": lr_g, "seconds": round(c.seconds + elapsed, 4)})
+                    progress.update(c, d_value, g_value, elapsed)
+                step_time = time.perf_counter() - t0
+                self.step_times.append(step_time)
+                c.seconds += step_time
+                c.batch += 1
+                c.step += 1
+            c.epoch, c.batch = c.epoch + 1, 0
+
+    def _install_signal_handlers(self) -> dict:
+        """SIGTERM (cluster pre-emption, kill) and SIGINT stop at the next batch boundary."""
+        self.stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_signal_handlers(handlers: dict) -> None:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    def last_sample(self) -> str | None:
+        grids = sorted(p for p in self.dirs.samples.glob("[0-9]*_[0-9]*.png"))
+        return str(grids[-1].relative_to(self.dirs.root)) if grids else None
 
     @torch.no_grad()
     def final_samples(self) -> Path:
@@ -212,9 +346,24 @@ class Run:
         return artifacts.save_grid(self.g(z), self.dirs.final_sample)
 
 
+def finished_summary(cfg: DictConfig, out_dir: Path) -> dict | None:
+    """The summary of a run that already completed this config in ``out_dir``, else None."""
+    path = artifacts.RunDir(out_dir).summary
+    if str(cfg.trainer.resume) == "never" or not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    done = summary.get("status") == "ok" and summary.get("epochs_done", -1) >= cfg.trainer.epochs
+    return summary if done else None
+
+
 def run(cfg: DictConfig, out_dir: Path | str) -> dict:
-    """Train one configuration into ``out_dir``; returns (and writes) its summary."""
+    """Train one configuration into ``out_dir`` (resuming or skipping as it finds it)."""
     out_dir = Path(out_dir)
-    summary = Run(cfg, out_dir).train()
-    artifacts.write_json(summary, artifacts.RunDir(out_dir).summary)
-    return summary
+    summary = finished_summary(cfg, out_dir)
+    if summary is not None:
+        log.info("%s already finished (summary.json status ok); skipping", out_dir)
+        return summary
+    return Run(cfg, out_dir).train()

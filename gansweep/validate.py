@@ -57,7 +57,7 @@ def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
         _require(cfg.kernel.dim >= 3, "kernel.dim", cfg.kernel.dim,
                  "must be >= 3 (the Plummer kernel is flat for d <= 2)")
     trainer = cfg.trainer
-    for key in ("epochs", "batch_size", "sample_every", "log_every"):
+    for key in ("epochs", "batch_size", "sample_every", "checkpoint_every", "log_every"):
         _require(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be an integer >= 1")
     if trainer.max_batches_per_epoch is not None:
         _require(trainer.max_batches_per_epoch >= 1, "trainer.max_batches_per_epoch",

@@ -99,7 +99,7 @@ def test_run_writes_metrics_summary_samples_checkpoint(tiny_overrides, tmp_path)
     names = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert names == ["0000_0000.png", "0000_0001.png", "0001_0000.png", "0001_0001.png", "final.png"]
     state = torch.load(tmp_path / "checkpoints/last.pt", weights_only=False)
-    assert state["counters"] == {"epoch": 2, "batch": 0, "step": 4}
+    assert {k: state["counters"][k] for k in ("epoch", "batch", "step")} == {"epoch": 2, "batch": 0, "step": 4}
     assert state["opt_d"]["iterations"] == 4 and state["opt_g"]["iterations"] == 4
 
 
