@@ -47,6 +47,10 @@ def save_grid(images: torch.Tensor, path: Path) -> Path:
     return path
 
 
+def read_grid(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
 def sample_name(epoch: int, batch: int) -> str:
     return f"{epoch:04d}_{batch:04d}.png"
 

@@ -153,6 +153,17 @@ class TrainerConfig:
     threads: Optional[int] = None  # torch intra-op threads; null = torch's default
 
 
+class LoggerName(Choice):
+    none = "none"
+    tensorboard = "tensorboard"
+
+
+@dataclass
+class LoggerConfig:
+    name: LoggerName = LoggerName.none
+    flush_secs: int = 30
+
+
 @dataclass
 class ReferenceConfig:
     """The seed table's row for a preset, shown beside our numbers."""
@@ -171,6 +182,7 @@ class TrainConfig:
     dataset: Any = MISSING
     noise: Any = MISSING
     trainer: Any = MISSING
+    logger: Any = None
     name: str = "run"
     seed: int = 0
     reference: Optional[ReferenceConfig] = None
@@ -187,6 +199,7 @@ def register() -> None:
         ("dataset", "_mnist_schema", MnistConfig),
         ("noise", "_noise_schema", NoiseConfig),
         ("trainer", "_trainer_schema", TrainerConfig),
+        ("logger", "_logger_schema", LoggerConfig),
     ):
         cs.store(group=group, name=name, node=node)
 

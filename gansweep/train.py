@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import traceback
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -39,10 +41,28 @@ def record_failure(out_dir: Path, cfg: DictConfig, exc: BaseException) -> str:
     return first_line
 
 
+def launcher_threads(hydra_cfg) -> int | None:
+    """Torch threads per job when Hydra's joblib launcher runs jobs side by side.
+
+    n_jobs parallel jobs each with torch's default (all cores) would oversubscribe the CPU;
+    each job gets cores // n_jobs threads instead. Other launchers: None (torch's default).
+    """
+    launcher = hydra_cfg.get("launcher") or {}
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs") or -1
+    n_jobs = cores if n_jobs < 0 else n_jobs
+    return max(1, cores // max(1, n_jobs))
+
+
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    threads = cfg.trainer.threads or launcher_threads(hydra_cfg)
+    if threads:
+        torch.set_num_threads(threads)
     try:
         summary = run(cfg, out_dir)
     except (KeyboardInterrupt, Interrupted):

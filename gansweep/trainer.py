@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import statistics
 import sys
 import threading
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts
 from gansweep.data import load_mnist
+from gansweep.loggers import build_logger
 from gansweep.models import build_models
 from gansweep.objectives import build_objective
 from gansweep.optim import build_optimizers
@@ -248,11 +250,13 @@ class Run:
             artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
         c = self.counters
         metrics = artifacts.MetricsLog(self.dirs.metrics)
+        self.logger = build_logger(self.cfg.get("logger"), self.dirs.root)
         progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
         self.step_times: list[float] = []
-        self.write_status("running", pid=os.getpid())
-        log.info("training %s: %d epochs x %d batches of %d on %s", self.cfg.name, cfg.epochs,
-                 self.batches_per_epoch, cfg.batch_size, self.device)
+        self.write_status("running", pid=os.getpid(), host=socket.gethostname())
+        log.info("training %s: %d epochs x %d batches of %d on %s (%d torch threads)",
+                 self.cfg.name, cfg.epochs, self.batches_per_epoch, cfg.batch_size, self.device,
+                 torch.get_num_threads())
         handlers = self._install_signal_handlers()
         try:
             self._loop(metrics, progress)
@@ -265,6 +269,7 @@ class Run:
             raise
         finally:
             metrics.close()
+            self.logger.close()
             self._restore_signal_handlers(handlers)
         self.save_checkpoint()
         final = self.final_samples()
@@ -289,13 +294,14 @@ class Run:
                 sampling = c.batch % cfg.sample_every == 0
                 if sampling or c.batch % cfg.checkpoint_every == 0:
                     self.save_checkpoint()  # a clean batch boundary: exact resume point
-                    self.write_status("running", pid=os.getpid())
+                    self.write_status("running", pid=os.getpid(), host=socket.gethostname())
                 fakes = self.predict_fakes(self.noise())
                 if sampling:
                     if not bool(torch.isfinite(fakes).all()):
                         raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
                                        f"batch {c.batch}")
-                    artifacts.save_grid(fakes, self.dirs.sample(c.epoch, c.batch))
+                    grid = artifacts.save_grid(fakes, self.dirs.sample(c.epoch, c.batch))
+                    self.logger.log_grid("samples", artifacts.read_grid(grid), c.step)
                 index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
                 lr_d, lr_g, eps = (self.opt_d.current_lr(), self.opt_g.current_lr(),
                                    self.objective.eps(c.step))
@@ -308,10 +314,11 @@ class Run:
                         raise Diverged(f"non-finite loss at epoch {c.epoch}, batch {c.batch}: "
                                        f"d_loss={d_value}, g_loss={g_value}")
                     elapsed = time.perf_counter() - t0
-                    metrics.write({
-                        "epoch": c.epoch, "batch": c.batch, "step": c.step,
-                        "d_loss": d_value, "g_loss": g_value, "eps": eps,
-                        "lr_d": lr_d, "lr_g": lr_g, "seconds": round(c.seconds + elapsed, 4)})
+                    row = {"epoch": c.epoch, "batch": c.batch, "step": c.step,
+                           "d_loss": d_value, "g_loss": g_value, "eps": eps,
+                           "lr_d": lr_d, "lr_g": lr_g, "seconds": round(c.seconds + elapsed, 4)}
+                    metrics.write(row)
+                    self.logger.log_scalars(row, c.step)
                     progress.update(c, d_value, g_value, elapsed)
                 step_time = time.perf_counter() - t0
                 self.step_times.append(step_time)

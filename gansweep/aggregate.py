@@ -1,0 +1,409 @@
+"""The comparison table of a sweep: one row per job, the seed's table beside ours.
+
+    gansweep-table outputs/multirun/2026-11-28_10-00-00 [more sweep or run dirs ...]
+
+Works on any sweep dir, finished or not: a job's status comes from its summary.json
+(ok, running, diverged, failed with the first line of its error, interrupted), ``stopped``
+for a job whose process died without a word (resumable), ``missing`` for a job dir
+without a summary. Writes, into the (first) dir: ``table.csv``, ``table.md`` (sample grids
+linked), ``table.html`` (self-contained, images embedded, click a header to sort),
+``montage.png`` (final grids side by side, labelled) and each job's ``curves.png``.
+Runs automatically at the end of every multirun (``AggregateCallback``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from hydra.experimental.callback import Callback
+from PIL import Image, ImageDraw
+
+STATUS_ORDER = ("ok", "running", "stopped", "interrupted", "diverged", "failed", "missing")
+
+
+# ----------------------------------------------------------------------------- reading
+def find_jobs(root: Path) -> list[Path]:
+    """Job dirs under a sweep dir (or the run dir itself)."""
+    if (root / "summary.json").exists() or (root / ".hydra").is_dir():
+        return [root]
+    jobs = [p for p in root.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or
+                                                          (p / "summary.json").exists())]
+    return sorted(jobs, key=_job_sort_key)
+
+
+def _job_sort_key(path: Path):
+    head = path.name.split("_", 1)[0]
+    return (0, int(head), path.name) if head.isdigit() else (1, 0, path.name)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) if path.exists() else None
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    out = {}
+    for item in _read_yaml(job / ".hydra" / "overrides.yaml") or []:
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_status(summary: dict | None) -> str:
+    if summary is None:
+        return "missing"
+    status = summary.get("status", "missing")
+    if status == "running":
+        host, pid = summary.get("host"), summary.get("pid")
+        if pid and host == socket.gethostname() and not _pid_alive(int(pid)):
+            return "stopped"
+    return status
+
+
+def _select(cfg: dict | None, dotted: str) -> Any:
+    node: Any = cfg or {}
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def job_row(job: Path) -> dict[str, Any]:
+    cfg = _read_yaml(job / ".hydra" / "config.yaml") or {}
+    summary = _read_json(job / "summary.json")
+    status = job_status(summary)
+    s = summary or {}
+    gan_type = s.get("gan_type") or _select(cfg, "gan_type.name")
+    sample = s.get("final_sample") or s.get("last_sample")
+    row = {
+        "job": job.name,
+        "name": s.get("name") or _select(cfg, "name"),
+        "gan_type": gan_type,
+        "d_lr": _select(cfg, "optimizer.d.lr"), "d_decay": _select(cfg, "optimizer.d.decay"),
+        "g_lr": _select(cfg, "optimizer.g.lr"), "g_decay": _select(cfg, "optimizer.g.decay"),
+        "eps0": _select(cfg, "kernel.eps") if gan_type == "coulomb" else None,
+        "seed_row": _select(cfg, "reference.row"), "seed_fid": _select(cfg, "reference.fid"),
+        "status": status,
+        "error": s.get("error") if status in ("failed", "diverged", "interrupted") else None,
+        "epochs_done": s.get("epochs_done"), "epochs": s.get("epochs", _select(cfg, "trainer.epochs")),
+        "batches_done": s.get("batches_done"), "wall_seconds": s.get("wall_seconds"),
+        "sample": str(job / sample) if sample and (job / sample).exists() else None,
+        "path": str(job),
+    }
+    for key, value in s.items():  # every FID the run computed, one column per extractor
+        if key.startswith(("fid_", "floor_")) and isinstance(value, (int, float)):
+            row[key] = value
+    return row
+
+
+def collect(roots: list[Path]) -> pd.DataFrame:
+    jobs = [job for root in roots for job in find_jobs(Path(root))]
+    rows = [job_row(job) for job in jobs]
+    overrides = [_overrides(job) for job in jobs]
+    varying = sorted({k for o in overrides for k in o if not k.startswith("hydra.")
+                      and len({o2.get(k) for o2 in overrides}) > 1})
+    for row, o in zip(rows, overrides):
+        for key in varying:
+            row[f"param:{key}"] = o.get(key)
+    frame = pd.DataFrame(rows)
+    return add_seed_comparison(frame)
+
+
+# ----------------------------------------------------------------------------- analysis
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("fid_")]
+
+
+def primary_metric(frame: pd.DataFrame) -> str | None:
+    """The FID the ranking uses: Inception (the seed's metric) when present, else the first."""
+    columns = [c for c in metric_columns(frame) if frame[c].notna().any()]
+    for preferred in ("fid_inception", "fid_lenet"):
+        if preferred in columns:
+            return preferred
+    return columns[0] if columns else None
+
+
+def add_seed_comparison(frame: pd.DataFrame) -> pd.DataFrame:
+    """Ranks of our FID and the seed's FID among the rows that have both."""
+    metric = primary_metric(frame)
+    frame["rank"] = pd.NA
+    frame["seed_rank"] = pd.NA
+    frame["rank_agrees"] = pd.NA
+    if metric is None or "seed_fid" not in frame:
+        return frame
+    both = frame[metric].notna() & frame["seed_fid"].notna() & (frame["status"] == "ok")
+    if both.sum() >= 2:
+        frame.loc[both, "rank"] = frame.loc[both, metric].rank(method="min").astype(int)
+        frame.loc[both, "seed_rank"] = frame.loc[both, "seed_fid"].rank(method="min").astype(int)
+        frame.loc[both, "rank_agrees"] = frame.loc[both, "rank"] == frame.loc[both, "seed_rank"]
+    return frame
+
+
+def findings(frame: pd.DataFrame) -> list[str]:
+    """Plain-sentence checks of the seed author's claims against this table."""
+    metric = primary_metric(frame)
+    lines = []
+    counts = frame["status"].value_counts()
+    lines.append("Jobs: " + ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if s in counts) + ".")
+    if metric is None:
+        lines.append("No FID in this sweep (fid=none, or no job finished).")
+        return lines
+    ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
+    lines.append(f"Ranking metric: {metric} (lower is better).")
+    ranked = ok[ok["seed_fid"].notna()]
+    if len(ranked) >= 2:
+        agree = int(ranked["rank_agrees"].sum())
+        rho = ranked[metric].rank().corr(ranked["seed_fid"].rank())
+        lines.append(f"Seed ranking reproduced for {agree} of {len(ranked)} seed presets "
+                     f"(Spearman rho {rho:.2f}).")
+    standard, coulomb = ok[ok["gan_type"] == "standard"], ok[ok["gan_type"] == "coulomb"]
+    if len(standard) and len(coulomb):
+        best_std, best_c = standard[metric].min(), coulomb[metric].min()
+        verdict = "holds" if best_std < best_c else "does not hold"
+        lines.append(f"Claim 'the standard GAN has the lowest FID' {verdict} here "
+                     f"(standard {best_std:.2f} vs best Coulomb {best_c:.2f}).")
+        best = coulomb.loc[coulomb[metric].idxmin()]
+        lines.append(f"Best Coulomb run: {best['name']} ({best['job']}), {metric} {best[metric]:.2f}.")
+    return lines
+
+
+# ----------------------------------------------------------------------------- pictures
+def plot_curves(job: Path) -> Path | None:
+    """curves.png: d_loss, g_loss, eps and (if logged) FID over training steps."""
+    path = job / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(rows)
+    panels = [c for c in ("d_loss", "g_loss", "eps") if c in frame and frame[c].notna().any()]
+    panels += [c for c in frame.columns if c.startswith("fid_") and frame[c].notna().any()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True,
+                             squeeze=False)
+    for ax, column in zip(axes[:, 0], panels):
+        data = frame[["step", column]].dropna()
+        ax.plot(data["step"], data[column], lw=0.8, marker="o" if len(data) < 30 else None, ms=3)
+        ax.set_ylabel(column)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("batches trained")
+    fig.suptitle(job.name)
+    fig.tight_layout()
+    out = job / "curves.png"
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
+def montage(frame: pd.DataFrame, out: Path, width: int = 240) -> Path | None:
+    """Final sample grids side by side, each labelled with its job and FID."""
+    tiles = []
+    metric = primary_metric(frame)
+    for _, row in frame.iterrows():
+        if not _text(row.get("sample")):
+            continue
+        image = Image.open(row["sample"]).convert("L")
+        image = image.resize((width, round(image.height * width / image.width)), Image.NEAREST)
+        label = f"{row['job']}"
+        detail = row["status"]
+        if metric and pd.notna(row.get(metric)):
+            detail = f"{metric} {row[metric]:.1f}"
+        tiles.append((image, label, detail))
+    if not tiles:
+        return None
+    cols = min(4, len(tiles))
+    rows = math.ceil(len(tiles) / cols)
+    tile_h = max(t[0].height for t in tiles) + 30
+    sheet = Image.new("L", (cols * (width + 10) + 10, rows * tile_h + 10), 255)
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, label, detail) in enumerate(tiles):
+        x, y = 10 + (i % cols) * (width + 10), 10 + (i // cols) * tile_h
+        draw.text((x, y), label[:38], fill=0)
+        draw.text((x, y + 11), detail, fill=0)
+        sheet.paste(image, (x, y + 26))
+    sheet.save(out)
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+DISPLAY = ["job", "name", "gan_type", "d_lr", "d_decay", "g_lr", "g_decay", "eps0"]
+
+
+def display_columns(frame: pd.DataFrame) -> list[str]:
+    params = [c for c in frame.columns if c.startswith("param:")]
+    fids = sorted(c for c in frame.columns if c.startswith(("fid_", "floor_")))
+    tail = ["seed_fid", "rank", "seed_rank", "status", "epochs_done", "batches_done",
+            "wall_seconds"]
+    return [c for c in DISPLAY + params + fids + tail if c in frame.columns]
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.2f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _text(value: Any) -> str | None:
+    """A string cell, or None for the NaN/None pandas puts in empty cells."""
+    return value if isinstance(value, str) and value else None
+
+
+def _status_text(row) -> str:
+    error = _text(row.get("error"))
+    return f"{row['status']}: {error}" if error else row["status"]
+
+
+def to_markdown(frame: pd.DataFrame, base: Path) -> str:
+    columns = display_columns(frame)
+    header = "| " + " | ".join(columns + ["sample"]) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 1)]
+    for _, row in frame.iterrows():
+        cells = [_status_text(row) if c == "status" else _fmt(row[c]) for c in columns]
+        sample = _text(row.get("sample"))
+        cells.append(f"![{row['job']}]({os.path.relpath(sample, base)})" if sample else "-")
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+SORT_JS = """
+document.querySelectorAll('th').forEach((th, col) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0];
+  const asc = th.dataset.asc !== 'true'; th.dataset.asc = asc;
+  const key = r => { const t = r.cells[col].dataset.v ?? r.cells[col].innerText;
+                     const n = parseFloat(t); return isNaN(n) ? t : n; };
+  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
+    return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1); }).forEach(r => body.appendChild(r));
+}));
+"""
+
+
+def _embed(path: str | None, width: int = 160) -> str:
+    if not path:
+        return "-"
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img width="{width}" src="data:image/png;base64,{data}">'
+
+
+def to_html(frame: pd.DataFrame, notes: list[str], title: str) -> str:
+    columns = display_columns(frame)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns + ["sample", "curves"])
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for c in columns:
+            text = _status_text(row) if c == "status" else _fmt(row[c])
+            raw = row[c]
+            sort = "" if not isinstance(raw, (int, float)) or pd.isna(raw) else f' data-v="{raw}"'
+            cells.append(f"<td{sort}>{html.escape(text)}</td>")
+        curves = Path(row["path"]) / "curves.png"
+        cells.append(f"<td>{_embed(_text(row.get('sample')))}</td>")
+        cells.append(f"<td>{_embed(str(curves) if curves.exists() else None, 240)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px;font-size:13px}} th{{cursor:pointer;background:#eee}}</style>
+</head><body><h2>{html.escape(title)}</h2><ul>{notes_html}</ul>
+<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+<script>{SORT_JS}</script></body></html>
+"""
+
+
+def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
+              echo: bool = True) -> pd.DataFrame:
+    roots = [Path(r) for r in roots]
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a sweep or run directory")
+    out = Path(out_dir) if out_dir else roots[0]
+    frame = collect(roots)
+    if frame.empty:
+        raise FileNotFoundError(f"no jobs (folders with .hydra/ or summary.json) under "
+                                f"{', '.join(map(str, roots))}")
+    for path in frame["path"]:
+        plot_curves(Path(path))
+    notes = findings(frame)
+    frame.to_csv(out / "table.csv", index=False)
+    markdown = to_markdown(frame, out)
+    (out / "table.md").write_text(markdown + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    montage(frame, out / "montage.png")
+    (out / "table.html").write_text(to_html(frame, notes, f"gansweep: {out}"))
+    if echo:
+        print(markdown)
+        print()
+        for note in notes:
+            print(f"- {note}")
+        print(f"\nTable: {out / 'table.md'} | {out / 'table.html'} | {out / 'table.csv'}")
+    return frame
+
+
+class AggregateCallback(Callback):
+    """Hydra callback: build the comparison table when a multirun ends."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            try:
+                aggregate([sweep_dir])
+            except Exception as exc:  # noqa: BLE001 - a table problem must not fail the sweep
+                print(f"gansweep-table failed on {sweep_dir}: {exc}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gansweep-table", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", help="sweep or run directories")
+    parser.add_argument("--out", help="where to write the table files (default: the first dir)")
+    args = parser.parse_args(argv)
+    try:
+        aggregate(args.dirs, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
