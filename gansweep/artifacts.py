@@ -48,7 +48,7 @@ def save_grid(images: torch.Tensor, path: Path) -> Path:
 
 
 def read_grid(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path))
+    return np.array(Image.open(path))  # a writable copy
 
 
 def sample_name(epoch: int, batch: int) -> str:

@@ -1,0 +1,183 @@
+"""The comparison table over synthetic and real sweep dirs, and Hydra's launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from gansweep import aggregate
+
+
+def _job(sweep: Path, name: str, overrides: list[str], config: dict, summary: dict | None,
+         metrics: int = 3) -> Path:
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra/overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra/config.yaml").write_text(yaml.safe_dump(config))
+    if summary is not None:
+        (job / "summary.json").write_text(json.dumps(summary))
+    rows = [{"epoch": 0, "batch": i, "step": i, "d_loss": 1.0 / (i + 1), "g_loss": 0.5,
+             "eps": 1.0, "lr_d": 1e-3, "lr_g": 1e-3, "seconds": i} for i in range(metrics)]
+    (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (job / "samples").mkdir()
+    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(job / "samples/final.png")
+    return job
+
+
+def _config(name, gan, eps, seed_fid, row):
+    return {"name": name, "gan_type": {"name": gan}, "kernel": {"eps": eps},
+            "optimizer": {"d": {"lr": 1e-3, "decay": 1e-3}, "g": {"lr": 1e-4, "decay": 1e-3}},
+            "trainer": {"epochs": 100}, "reference": {"row": row, "fid": seed_fid}}
+
+
+@pytest.fixture
+def synthetic_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    ok = {"status": "ok", "epochs_done": 100, "batches_done": 46800, "wall_seconds": 10.0,
+          "final_sample": "samples/final.png"}
+    _job(sweep, "0_seed_standard", ["+experiment=seed_standard"],
+         _config("seed_standard", "standard", 1.0, 14.66, "Standard GAN"),
+         {**ok, "name": "seed_standard", "gan_type": "standard", "fid_lenet": 3.0})
+    _job(sweep, "1_seed_coulomb_1", ["+experiment=seed_coulomb_1"],
+         _config("seed_coulomb_1", "coulomb", 1.0, 52.32, "Coulomb No.1"),
+         {**ok, "name": "seed_coulomb_1", "gan_type": "coulomb", "fid_lenet": 20.0})
+    _job(sweep, "2_seed_coulomb_2", ["+experiment=seed_coulomb_2"],
+         _config("seed_coulomb_2", "coulomb", 1.0, 90.82, "Coulomb No.2"),
+         {"status": "failed", "name": "seed_coulomb_2", "gan_type": "coulomb",
+          "error": "ConfigError: kernel.eps=0.0 is not allowed"})
+    _job(sweep, "3_seed_coulomb_3", ["+experiment=seed_coulomb_3"],
+         _config("seed_coulomb_3", "coulomb", 1.0, 106.5, "Coulomb No.3"),
+         {"status": "diverged", "name": "seed_coulomb_3", "gan_type": "coulomb",
+          "error": "non-finite loss at epoch 3, batch 7", "epochs_done": 3,
+          "last_sample": "samples/final.png"})
+    _job(sweep, "4_seed_coulomb_4", ["+experiment=seed_coulomb_4"],
+         _config("seed_coulomb_4", "coulomb", 0.1, 108.0, "Coulomb No.4"),
+         {"status": "running", "name": "seed_coulomb_4", "gan_type": "coulomb",
+          "pid": os.getpid(), "host": socket.gethostname(), "epochs_done": 1})
+    _job(sweep, "5_seed_coulomb_5", ["+experiment=seed_coulomb_5"],
+         _config("seed_coulomb_5", "coulomb", 10.0, 118.4, "Coulomb No.5"), None)
+    _job(sweep, "6_seed_coulomb_6", ["+experiment=seed_coulomb_6"],
+         _config("seed_coulomb_6", "coulomb", 1.0, 149.9, "Coulomb No.6"),
+         {"status": "running", "name": "seed_coulomb_6", "gan_type": "coulomb",
+          "pid": 2**22 + 12345, "host": socket.gethostname()})
+    return sweep
+
+
+def test_statuses_ranks_and_files_of_a_synthetic_sweep(synthetic_sweep, capsys):
+    frame = aggregate.aggregate([synthetic_sweep])
+    status = dict(zip(frame["job"], frame["status"]))
+    assert status == {"0_seed_standard": "ok", "1_seed_coulomb_1": "ok",
+                      "2_seed_coulomb_2": "failed", "3_seed_coulomb_3": "diverged",
+                      "4_seed_coulomb_4": "running", "5_seed_coulomb_5": "missing",
+                      "6_seed_coulomb_6": "stopped"}
+    ok = frame[frame["status"] == "ok"]
+    assert list(ok["rank"]) == [1, 2] and list(ok["seed_rank"]) == [1, 2]
+    assert ok["rank_agrees"].all()
+    assert "param:experiment" in frame.columns
+    assert pd.isna(frame.loc[0, "eps0"]) and frame.loc[4, "eps0"] == 0.1
+    for name in ("table.csv", "table.md", "table.html", "montage.png"):
+        assert (synthetic_sweep / name).exists(), name
+    md = (synthetic_sweep / "table.md").read_text()
+    assert "failed: ConfigError: kernel.eps=0.0 is not allowed" in md
+    assert "![0_seed_standard](0_seed_standard/samples/final.png)" in md
+    assert "Claim 'the standard GAN has the lowest FID' holds" in md
+    html = (synthetic_sweep / "table.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "<script>" in html
+    assert (synthetic_sweep / "0_seed_standard/curves.png").exists()
+    assert "| 0_seed_standard |" in capsys.readouterr().out
+    csv = pd.read_csv(synthetic_sweep / "table.csv")
+    assert len(csv) == 7 and "fid_lenet" in csv.columns and "seed_fid" in csv.columns
+
+
+def test_extractors_are_never_mixed(synthetic_sweep):
+    summary = synthetic_sweep / "1_seed_coulomb_1/summary.json"
+    data = json.loads(summary.read_text())
+    data.pop("fid_lenet")
+    data["fid_inception"] = 60.0
+    summary.write_text(json.dumps(data))
+    frame = aggregate.collect([synthetic_sweep])
+    assert {"fid_lenet", "fid_inception"} <= set(frame.columns)
+    assert pd.isna(frame.loc[1, "fid_lenet"]) and pd.isna(frame.loc[0, "fid_inception"])
+    # the ranking uses one metric only: Inception; one run has it, so no ranking is claimed
+    assert aggregate.primary_metric(frame) == "fid_inception"
+    assert frame["rank"].isna().all()
+
+
+def test_cli_errors_clearly_on_a_wrong_dir(tmp_path, capsys):
+    assert aggregate.main([str(tmp_path / "nope")]) == 1
+    assert "not a sweep or run directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_tiny_multirun_builds_the_table(mnist_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "gansweep.train", "-m", "+experiment=seed_standard,seed_coulomb_4",
+           "trainer=smoke", "trainer.batch_size=32", f"dataset.root={mnist_root}",
+           "dataset.limit=512", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| 0_seed_standard |" in proc.stdout and "| 1_seed_coulomb_4 |" in proc.stdout
+    frame = pd.read_csv(sweep / "table.csv")
+    assert list(frame["name"]) == ["seed_standard", "seed_coulomb_4"]
+    assert list(frame["status"]) == ["ok", "ok"] and list(frame["seed_fid"]) == [14.66, 108.0]
+    assert (sweep / "table.html").exists() and (sweep / "montage.png").exists()
+
+
+def _plugin(name):
+    try:
+        __import__(f"hydra_plugins.{name}")
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _plugin("hydra_joblib_launcher"), reason="pip install 'gansweep[scale]'")
+def test_joblib_launcher_runs_two_jobs_in_parallel_with_divided_threads(mnist_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "gansweep.train", "-m", "hydra/launcher=joblib",
+           "hydra.launcher.n_jobs=2", "+experiment=seed_standard,seed_coulomb_1", "trainer=smoke",
+           "trainer.batch_size=32", f"dataset.root={mnist_root}", "dataset.limit=512",
+           f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    logs = [(sweep / job / "train.log").read_text() for job in ("0_seed_standard", "1_seed_coulomb_1")]
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert all(f"({threads} torch threads)" in log for log in logs)
+    statuses = {json.loads((sweep / job / "summary.json").read_text())["status"]
+            for job in ("0_seed_standard", "1_seed_coulomb_1")}
+    assert statuses == {"ok"}
+    assert "joblib" in proc.stderr + proc.stdout  # Hydra announces the launcher
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _plugin("hydra_submitit_launcher"), reason="pip install 'gansweep[scale]'")
+def test_submitit_local_launcher_path(mnist_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "gansweep.train", "-m", "hydra/launcher=submitit_local",
+           "hydra.launcher.timeout_min=10", "+experiment=seed_coulomb_1", "trainer=smoke",
+           "trainer.batch_size=32", f"dataset.root={mnist_root}", "dataset.limit=512",
+           f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((sweep / "0_seed_coulomb_1/summary.json").read_text())
+    assert summary["status"] == "ok"
+    assert (sweep / "table.md").exists()
+
+
+def test_tensorboard_logger_writes_events(tiny_overrides, tmp_path):
+    pytest.importorskip("tensorboard")
+    from conftest import compose_config
+    from gansweep.trainer import run
+    run(compose_config([*tiny_overrides, "logger=tensorboard"]), tmp_path)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
