@@ -29,6 +29,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from PIL import Image, ImageDraw
 
+# Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.mixtures).
+MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform")
 STATUS_ORDER = ("ok", "running", "stopped", "interrupted", "diverged", "failed", "missing")
 
 
@@ -110,6 +112,8 @@ def job_row(job: Path) -> dict[str, Any]:
         "job": job.name,
         "name": s.get("name") or _select(cfg, "name"),
         "gan_type": gan_type,
+        "dataset": _select(cfg, "dataset.name"),
+        "seed": _select(cfg, "seed"),
         "d_lr": _select(cfg, "optimizer.d.lr"), "d_decay": _select(cfg, "optimizer.d.decay"),
         "g_lr": _select(cfg, "optimizer.g.lr"), "g_decay": _select(cfg, "optimizer.g.decay"),
         "eps0": _select(cfg, "kernel.eps") if gan_type == "coulomb" else None,
@@ -122,7 +126,8 @@ def job_row(job: Path) -> dict[str, Any]:
         "path": str(job),
     }
     for key, value in s.items():  # every FID the run computed, one column per extractor
-        if key.startswith(("fid_", "floor_")) and isinstance(value, (int, float)):
+        if (key.startswith(("fid_", "floor_")) or key in MIXTURE_METRICS) and \
+                isinstance(value, (int, float)):
             row[key] = value
     return row
 
@@ -176,8 +181,10 @@ def findings(frame: pd.DataFrame) -> list[str]:
     lines = []
     counts = frame["status"].value_counts()
     lines.append("Jobs: " + ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if s in counts) + ".")
+    lines += mixture_findings(frame)
     if metric is None:
-        lines.append("No FID in this sweep (fid=none, or no job finished).")
+        if "modes_covered" not in frame:
+            lines.append("No FID in this sweep (fid=none, or no job finished).")
         return lines
     ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
     lines.append(f"Ranking metric: {metric} (lower is better).")
@@ -195,6 +202,21 @@ def findings(frame: pd.DataFrame) -> list[str]:
                      f"(standard {best_std:.2f} vs best Coulomb {best_c:.2f}).")
         best = coulomb.loc[coulomb[metric].idxmin()]
         lines.append(f"Best Coulomb run: {best['name']} ({best['job']}), {metric} {best[metric]:.2f}.")
+    return lines
+
+
+def mixture_findings(frame: pd.DataFrame) -> list[str]:
+    """Mean (min-max) modes covered and high-quality fraction per dataset and GAN type."""
+    if "modes_covered" not in frame:
+        return []
+    ok = frame[(frame["status"] == "ok") & frame["modes_covered"].notna()]
+    lines = []
+    for (dataset, gan), group in ok.groupby(["dataset", "gan_type"]):
+        modes, hq = group["modes_covered"], group["high_quality"]
+        lines.append(
+            f"{dataset} / {gan}: modes covered {modes.mean():.1f} of {int(group['modes_total'].max())} "
+            f"(min {int(modes.min())}, max {int(modes.max())}), high-quality {hq.mean():.1%}, "
+            f"KL to uniform {group['kl_to_uniform'].mean():.3f}, over {len(group)} run(s).")
     return lines
 
 
@@ -267,12 +289,13 @@ def montage(frame: pd.DataFrame, out: Path, width: int = 240) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- writing
-DISPLAY = ["job", "name", "gan_type", "d_lr", "d_decay", "g_lr", "g_decay", "eps0"]
+DISPLAY = ["job", "name", "gan_type", "dataset", "seed", "d_lr", "d_decay", "g_lr", "g_decay", "eps0"]
 
 
 def display_columns(frame: pd.DataFrame) -> list[str]:
     params = [c for c in frame.columns if c.startswith("param:")]
     fids = sorted(c for c in frame.columns if c.startswith(("fid_", "floor_")))
+    fids += [c for c in MIXTURE_METRICS if c in frame.columns]
     tail = ["seed_fid", "rank", "seed_rank", "status", "epochs_done", "batches_done",
             "wall_seconds"]
     return [c for c in DISPLAY + params + fids + tail if c in frame.columns]

@@ -288,6 +288,15 @@ def load_mnist(root: Path | str, split: str = "train", limit: int | None = None,
     return Dataset(to_unit_range(images), torch.from_numpy(labels.astype(np.int64)), checksum)
 
 
+def load_dataset(cfg, seed: int, log=print) -> Dataset:
+    """The ``dataset`` config group's training set: MNIST, or a 2-D mixture."""
+    if str(cfg.name) == "mnist":
+        return load_mnist(cfg.root, "train", cfg.limit, cfg.fetch, log=log)
+    from gansweep.mixtures import load_mixture
+
+    return load_mixture(cfg, seed)
+
+
 # ----------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gansweep-data", description=__doc__.splitlines()[0])

@@ -136,8 +136,31 @@ class Discriminator(nn.Module):
         return self.fc2(h)
 
 
+class MLP(nn.Sequential):
+    """Fully connected net for low-dimensional data: ``layers`` hidden layers of ``hidden``."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, layers: int, activation):
+        blocks, width = [], in_dim
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), activation()]
+            width = hidden
+        super().__init__(*blocks, nn.Linear(width, out_dim))
+
+
+def build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
+    """``model=mlp``: G with ReLU, D with LeakyReLU and a raw output, for 2-D mixtures."""
+    g = MLP(cfg.latent_dim, cfg.data_dim, cfg.hidden, cfg.layers, nn.ReLU)
+    d = MLP(cfg.data_dim, 1, cfg.hidden, cfg.layers, lambda: nn.LeakyReLU(cfg.leaky_slope))
+    if str(cfg.init) == "keras":
+        keras_init_(g)
+        keras_init_(d)
+    return g, d
+
+
 def build_models(cfg) -> tuple[nn.Module, nn.Module]:
     """(generator, discriminator) for the ``model`` config group."""
+    if str(cfg.name) == "mlp":
+        return build_mlp(cfg)
     g = Generator(cfg.latent_dim, str(cfg.bn_axis), cfg.bn_momentum, cfg.bn_epsilon,
                   cfg.bn_var_correction)
     d = Discriminator(cfg.leaky_slope, cfg.dropout)

@@ -91,6 +91,17 @@ class DCGANConfig:
 
 
 @dataclass
+class MLPConfig:
+    name: str = "mlp"
+    latent_dim: int = 16
+    data_dim: int = 2
+    hidden: int = 128
+    layers: int = 3
+    leaky_slope: float = 0.2
+    init: Init = Init.keras
+
+
+@dataclass
 class AdamConfig:
     lr: float = 1e-3
     beta_1: float = 0.5
@@ -127,6 +138,23 @@ class MnistConfig:
     root: str = "data"
     fetch: bool = True
     limit: Optional[int] = None
+
+
+class MixtureName(Choice):
+    ring8 = "ring8"
+    grid25 = "grid25"
+
+
+@dataclass
+class MixtureConfig:
+    name: MixtureName = MixtureName.ring8
+    size: int = 51200  # training points, drawn once with the run's seed
+    modes: int = 8
+    radius: float = 2.0  # ring8
+    spacing: float = 2.0  # grid25
+    std: float = 0.02
+    num_samples: int = 2500  # generated points scored at the end
+    min_per_mode: int = 20  # high-quality points a mode needs to count as covered
 
 
 @dataclass
@@ -197,6 +225,8 @@ def register() -> None:
         ("kernel", "_plummer_schema", PlummerConfig),
         ("gan_type", "_gan_type_schema", GanTypeConfig),
         ("dataset", "_mnist_schema", MnistConfig),
+        ("dataset", "_mixture_schema", MixtureConfig),
+        ("model", "_mlp_schema", MLPConfig),
         ("noise", "_noise_schema", NoiseConfig),
         ("trainer", "_trainer_schema", TrainerConfig),
         ("logger", "_logger_schema", LoggerConfig),

@@ -27,8 +27,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts
-from gansweep.data import load_mnist
+from gansweep.data import load_dataset
 from gansweep.loggers import build_logger
+from gansweep.mixtures import build_mixture, mode_metrics, scatter
 from gansweep.models import build_models
 from gansweep.objectives import build_objective
 from gansweep.optim import build_optimizers
@@ -126,9 +127,10 @@ class Run:
         self.device = resolve_device(str(cfg.trainer.device))
         torch.manual_seed(cfg.seed)  # Dropout and initialisation
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, shuffles
-        data = load_mnist(cfg.dataset.root, "train", cfg.dataset.limit, cfg.dataset.fetch,
-                          log=log.info)
+        data = load_dataset(cfg.dataset, cfg.seed, log=log.info)
         validate(cfg, dataset_size=len(data))
+        self.points = data.x.ndim == 2  # 2-D mixtures: scatter plots and mode metrics
+        self.mixture = build_mixture(cfg.dataset) if self.points else None
         self.data = data.x.to(self.device)
         self.g, self.d = (m.to(self.device) for m in build_models(cfg.model))
         self.opt_d, self.opt_g = build_optimizers(cfg.optimizer, self.g, self.d)
@@ -274,7 +276,7 @@ class Run:
         self.save_checkpoint()
         final = self.final_samples()
         return self.write_status(
-            "ok", last_sample=self.last_sample(),
+            "ok", **self.evaluate(), last_sample=self.last_sample(),
             final_sample=str(final.relative_to(self.dirs.root)),
             seconds_per_step_median=(statistics.median(self.step_times)
                                      if self.step_times else None))
@@ -300,8 +302,8 @@ class Run:
                     if not bool(torch.isfinite(fakes).all()):
                         raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
                                        f"batch {c.batch}")
-                    grid = artifacts.save_grid(fakes, self.dirs.sample(c.epoch, c.batch))
-                    self.logger.log_grid("samples", artifacts.read_grid(grid), c.step)
+                    picture = self.visualize(fakes, self.dirs.sample(c.epoch, c.batch))
+                    self.logger.log_grid("samples", artifacts.read_grid(picture), c.step)
                 index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
                 lr_d, lr_g, eps = (self.opt_d.current_lr(), self.opt_g.current_lr(),
                                    self.objective.eps(c.step))
@@ -343,14 +345,36 @@ class Run:
         grids = sorted(p for p in self.dirs.samples.glob("[0-9]*_[0-9]*.png"))
         return str(grids[-1].relative_to(self.dirs.root)) if grids else None
 
+    def visualize(self, fakes: torch.Tensor, path: Path) -> Path:
+        """A grid of images, or real-vs-generated points over the kernel potential."""
+        if not self.points:
+            return artifacts.save_grid(fakes, path)
+        kernel = getattr(self.objective, "kernel", None)
+        return scatter(self.data[:1000], fakes, path, self.mixture, kernel, self.counters.step,
+                       f"{self.cfg.name}  step {self.counters.step}")
+
     @torch.no_grad()
-    def final_samples(self) -> Path:
-        """A grid from the final G in inference mode, on noise fixed by the run's seed."""
+    def generate(self, n: int) -> torch.Tensor:
+        """n samples from the final G in inference mode, on noise fixed by the run's seed."""
         generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
-        z = sample_noise(self.cfg.noise, self.cfg.trainer.batch_size, self.cfg.model.latent_dim,
-                         generator, self.device)
         self.g.eval()
-        return artifacts.save_grid(self.g(z), self.dirs.final_sample)
+        chunks, size = [], self.cfg.trainer.batch_size
+        for start in range(0, n, size):
+            z = sample_noise(self.cfg.noise, min(size, n - start), self.cfg.model.latent_dim,
+                             generator, self.device)
+            chunks.append(self.g(z))
+        return torch.cat(chunks)
+
+    def final_samples(self) -> Path:
+        n = self.cfg.dataset.num_samples if self.points else self.cfg.trainer.batch_size
+        return self.visualize(self.generate(n), self.dirs.final_sample)
+
+    def evaluate(self) -> dict:
+        """Headline numbers of the trained G: mode metrics for 2-D mixtures."""
+        if self.points:
+            return mode_metrics(self.generate(self.cfg.dataset.num_samples), self.mixture,
+                                self.cfg.dataset.min_per_mode)
+        return {}
 
 
 def finished_summary(cfg: DictConfig, out_dir: Path) -> dict | None:
