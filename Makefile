@@ -36,6 +36,7 @@ demo: data
 	@echo
 	@echo "Demo outputs (one folder per preset: samples/, checkpoints/, metrics.jsonl, summary.json):"
 	@echo "  $(DEMO_DIR)"
+	@echo "Comparison table: $(DEMO_DIR)/table.md  (also table.html, table.csv, montage.png)"
 
 test: data
 	GANSWEEP_TEST_DATA=$(abspath $(DATA)) $(VENV)/bin/python -m pytest -q
