@@ -4,6 +4,8 @@ composition through Hydra's compose API, and tiny run settings."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,13 @@ def tiny_overrides(mnist_root, tmp_path) -> list[str]:
     """A run of seconds: 512 real images, 2 batches of 32, samples and logs every batch."""
     return [f"dataset.root={mnist_root}", "dataset.limit=512", "trainer=smoke",
             "trainer.batch_size=32", "trainer.progress=off"]
+
+
+def sweep(mnist_root: Path, sweep_dir: Path, *overrides: str,
+          timeout: int = 600) -> subprocess.CompletedProcess:
+    """`gansweep-train -m` on 512 real images with 1 epoch x 2 batches of 32, as a user runs it."""
+    cmd = [sys.executable, "-m", "gansweep.train", "-m", "trainer=smoke", "trainer.batch_size=32",
+           f"dataset.root={mnist_root}", "dataset.limit=512", f"hydra.sweep.dir={sweep_dir}",
+           *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=sweep_dir.parent,
+                          timeout=timeout)

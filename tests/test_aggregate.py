@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from conftest import sweep as run_sweep
 from gansweep import aggregate
 
 
@@ -121,10 +120,7 @@ def test_cli_errors_clearly_on_a_wrong_dir(tmp_path, capsys):
 @pytest.mark.slow
 def test_real_tiny_multirun_builds_the_table(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "gansweep.train", "-m", "+experiment=seed_standard,seed_coulomb_4",
-           "trainer=smoke", "trainer.batch_size=32", f"dataset.root={mnist_root}",
-           "dataset.limit=512", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = run_sweep(mnist_root, sweep, "+experiment=seed_standard,seed_coulomb_4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| 0_seed_standard |" in proc.stdout and "| 1_seed_coulomb_4 |" in proc.stdout
     frame = pd.read_csv(sweep / "table.csv")
@@ -145,11 +141,8 @@ def _plugin(name):
 @pytest.mark.skipif(not _plugin("hydra_joblib_launcher"), reason="pip install 'gansweep[scale]'")
 def test_joblib_launcher_runs_two_jobs_in_parallel_with_divided_threads(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "gansweep.train", "-m", "hydra/launcher=joblib",
-           "hydra.launcher.n_jobs=2", "+experiment=seed_standard,seed_coulomb_1", "trainer=smoke",
-           "trainer.batch_size=32", f"dataset.root={mnist_root}", "dataset.limit=512",
-           f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = run_sweep(mnist_root, sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                     "+experiment=seed_standard,seed_coulomb_1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     logs = [(sweep / job / "train.log").read_text() for job in ("0_seed_standard", "1_seed_coulomb_1")]
     threads = max(1, (os.cpu_count() or 1) // 2)
@@ -164,11 +157,8 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_with_divided_threads(mnist_ro
 @pytest.mark.skipif(not _plugin("hydra_submitit_launcher"), reason="pip install 'gansweep[scale]'")
 def test_submitit_local_launcher_path(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "gansweep.train", "-m", "hydra/launcher=submitit_local",
-           "hydra.launcher.timeout_min=10", "+experiment=seed_coulomb_1", "trainer=smoke",
-           "trainer.batch_size=32", f"dataset.root={mnist_root}", "dataset.limit=512",
-           f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = run_sweep(mnist_root, sweep, "hydra/launcher=submitit_local",
+                     "hydra.launcher.timeout_min=10", "+experiment=seed_coulomb_1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((sweep / "0_seed_coulomb_1/summary.json").read_text())
     assert summary["status"] == "ok"

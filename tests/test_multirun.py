@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-
 import pytest
+
+from conftest import sweep as run_sweep
 
 
 @pytest.mark.slow
 def test_tiny_multirun_of_two_presets_writes_every_artifact(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "gansweep.train", "-m",
-           "+experiment=seed_standard,seed_coulomb_1", "trainer=smoke", "trainer.batch_size=64",
-           f"dataset.root={mnist_root}", "dataset.limit=512", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    proc = run_sweep(mnist_root, sweep, "+experiment=seed_standard,seed_coulomb_1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0_seed_standard", "1_seed_coulomb_1"]

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import compose_config
+from conftest import sweep as run_sweep
 from gansweep import artifacts
 from gansweep.artifacts import OutputDirError
 from gansweep.data import DataError
@@ -130,10 +131,8 @@ def test_nan_stops_the_run_as_diverged_and_keeps_the_last_good_checkpoint(tiny_o
 @pytest.mark.slow
 def test_a_diverging_and_a_failing_job_do_not_take_the_sweep_down(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "gansweep.train", "-m", "+experiment=seed_coulomb_1",
-           "optimizer.g.lr=1e-3,1e30", "kernel.eps=1,0", "trainer=smoke", "trainer.batch_size=32",
-           f"dataset.root={mnist_root}", "dataset.limit=512", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = run_sweep(mnist_root, sweep, "+experiment=seed_coulomb_1", "optimizer.g.lr=1e-3,1e30",
+                     "kernel.eps=1,0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     statuses = {}
     for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
