@@ -64,6 +64,12 @@ class FakeMode(Choice):
     train = "train"  # batch statistics, moving averages updated
 
 
+class FidExtractor(Choice):
+    none = "none"  # no FID
+    inception = "inception"  # pytorch-fid's Inception pool3 -> fid_inception
+    lenet = "lenet"  # the shipped MNIST classifier's features -> fid_lenet
+
+
 class Progress(Choice):
     auto = "auto"  # a bar on a terminal, plain lines otherwise
     bar = "bar"
@@ -147,6 +153,20 @@ class TrainerConfig:
 
 
 @dataclass
+class FidConfig:
+    """End-of-run FID (gansweep.fid): generated samples vs MNIST training-set statistics."""
+
+    extractor: FidExtractor = FidExtractor.lenet
+    num_samples: int = 3000
+    ref_limit: Optional[int] = None
+    batch_size: int = 500
+    every_epochs: Optional[int] = None
+    quantize: bool = True
+    cache_dir: str = "~/.cache/gansweep"
+    fetch: bool = True
+
+
+@dataclass
 class ReferenceConfig:
     """The seed table's row for a preset, shown beside our numbers."""
 
@@ -164,6 +184,7 @@ class TrainConfig:
     dataset: Any = MISSING
     noise: Any = MISSING
     trainer: Any = MISSING
+    fid: Any = MISSING
     name: str = "run"
     seed: int = 0
     reference: Optional[ReferenceConfig] = None
@@ -180,6 +201,7 @@ def register() -> None:
         ("dataset", "_mnist_schema", MnistConfig),
         ("noise", "_noise_schema", NoiseConfig),
         ("trainer", "_trainer_schema", TrainerConfig),
+        ("fid", "_fid_schema", FidConfig),
     ):
         cs.store(group=group, name=name, node=node)
 

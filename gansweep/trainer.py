@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts
+from gansweep import artifacts, fid
 from gansweep.data import load_mnist
 from gansweep.models import build_models
 from gansweep.objectives import build_objective
@@ -187,6 +187,8 @@ class Run:
                     c.batch += 1
                     c.step += 1
                 c.epoch, c.batch = c.epoch + 1, 0
+                if (row := fid.epoch_metrics(self)) is not None:
+                    metrics.write(row)  # FID every fid.every_epochs epochs
         finally:
             metrics.close()
         self.save_checkpoint()
@@ -200,6 +202,7 @@ class Run:
             "last_sample": str(last_sample.relative_to(self.dirs.root)) if last_sample else None,
             "final_sample": str(final.relative_to(self.dirs.root)),
             "device": str(self.device), "seed": self.cfg.seed,
+            **fid.final_metrics(self),  # fid_<extractor>, objective, fid details
         }
 
     @torch.no_grad()

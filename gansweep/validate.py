@@ -75,6 +75,14 @@ def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
     limit = cfg.dataset.get("limit")
     if limit is not None:
         _require(limit >= 1, "dataset.limit", limit, "must be >= 1 or null (all images)")
+    fid = cfg.get("fid")
+    if fid is not None and str(fid.extractor) != "none":
+        _require(fid.num_samples >= 2, "fid.num_samples", fid.num_samples, "must be >= 2")
+        _require(fid.ref_limit is None or fid.ref_limit >= 2, "fid.ref_limit", fid.ref_limit,
+                 "must be >= 2 or null (all 60000 training images)")
+        _require(fid.batch_size >= 1, "fid.batch_size", fid.batch_size, "must be >= 1")
+        _require(fid.every_epochs is None or fid.every_epochs >= 1, "fid.every_epochs",
+                 fid.every_epochs, "must be >= 1 or null (only at the end)")
     if dataset_size is not None:
         _require(trainer.batch_size <= dataset_size, "trainer.batch_size", trainer.batch_size,
                  f"must be <= the {dataset_size} training samples available "
