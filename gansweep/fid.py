@@ -444,7 +444,9 @@ def _cmd_floor(args) -> int:
 
 def _cmd_fetch(args) -> int:
     from gansweep.inception import fetch_weights
-    fetch_weights(Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir())
+    path = fetch_weights(Path(args.cache_dir).expanduser() if args.cache_dir
+                         else default_cache_dir())
+    print(f"Inception weights: {path} (sha256 verified)")
     return 0
 
 
