@@ -32,6 +32,8 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 
 @pytest.fixture
 def tiny_overrides(mnist_root, tmp_path) -> list[str]:
-    """A run of seconds: 512 real images, 2 batches of 32, samples and logs every batch."""
+    """A run of seconds: 512 real images, 2 batches of 32, samples and logs every batch,
+    fid_lenet of 200 samples against the first 1000 training images."""
     return [f"dataset.root={mnist_root}", "dataset.limit=512", "trainer=smoke",
-            "trainer.batch_size=32", "trainer.progress=off"]
+            "trainer.batch_size=32", "trainer.progress=off",
+            "fid.num_samples=200", "fid.ref_limit=1000"]  # cheap fid_lenet
