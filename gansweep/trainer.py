@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts
+from gansweep import artifacts, fid
 from gansweep.data import load_dataset
 from gansweep.loggers import build_logger
 from gansweep.mixtures import build_mixture, mode_metrics, scatter
@@ -328,6 +328,8 @@ class Run:
                 c.batch += 1
                 c.step += 1
             c.epoch, c.batch = c.epoch + 1, 0
+            if not self.points and (row := fid.epoch_metrics(self)) is not None:
+                metrics.write(row)  # FID every fid.every_epochs epochs
 
     def _install_signal_handlers(self) -> dict:
         """SIGTERM (cluster pre-emption, kill) and SIGINT stop at the next batch boundary."""
@@ -370,11 +372,15 @@ class Run:
         return self.visualize(self.generate(n), self.dirs.final_sample)
 
     def evaluate(self) -> dict:
-        """Headline numbers of the trained G: mode metrics for 2-D mixtures."""
+        """Headline numbers of the trained G: FID for images, mode metrics for 2-D mixtures."""
         if self.points:
             return mode_metrics(self.generate(self.cfg.dataset.num_samples), self.mixture,
                                 self.cfg.dataset.min_per_mode)
-        return {}
+        result = fid.final_metrics(self)
+        details = result.get("fid", {})
+        if "floor" in details:  # the real-data floor of the same metric, for the table
+            result[f"floor_{details['extractor']}"] = details["floor"]
+        return result
 
 
 def finished_summary(cfg: DictConfig, out_dir: Path) -> dict | None:

@@ -13,6 +13,9 @@ import torch
 from omegaconf import DictConfig
 
 
+FEATURE_DIMS = {"lenet": 128, "inception": 2048}  # gansweep.lenet / gansweep.inception
+
+
 class ConfigError(ValueError):
     """A config value outside its allowed range; the message names key, value and fix."""
 
@@ -75,6 +78,18 @@ def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
     limit = cfg.dataset.get("limit")
     if limit is not None:
         _require(limit >= 1, "dataset.limit", limit, "must be >= 1 or null (all images)")
+    fid = cfg.get("fid")
+    if fid is not None and str(fid.extractor) != "none":
+        # fewer samples than feature dimensions leave the covariance singular: no real FID
+        dim = FEATURE_DIMS[str(fid.extractor)]
+        _require(fid.num_samples >= dim, "fid.num_samples", fid.num_samples,
+                 f"must be >= {dim}, the {fid.extractor} feature dimension, for a full-rank "
+                 "covariance (the seed used 3000)")
+        _require(fid.ref_limit is None or fid.ref_limit >= dim, "fid.ref_limit", fid.ref_limit,
+                 f"must be >= {dim} or null (all 60000 training images)")
+        _require(fid.batch_size >= 1, "fid.batch_size", fid.batch_size, "must be >= 1")
+        _require(fid.every_epochs is None or fid.every_epochs >= 1, "fid.every_epochs",
+                 fid.every_epochs, "must be >= 1 or null (only at the end)")
     if dataset_size is not None:
         _require(trainer.batch_size <= dataset_size, "trainer.batch_size", trainer.batch_size,
                  f"must be <= the {dataset_size} training samples available "

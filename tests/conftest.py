@@ -18,6 +18,9 @@ from gansweep.data import fetch
 REPO = Path(__file__).resolve().parents[1]
 
 
+CHEAP_FID = ["fid.num_samples=200", "fid.ref_limit=1000"]  # fid_lenet in about a second
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     """Folder with the four verified MNIST idx files (fetched if absent)."""
@@ -34,9 +37,10 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 
 @pytest.fixture
 def tiny_overrides(mnist_root, tmp_path) -> list[str]:
-    """A run of seconds: 512 real images, 2 batches of 32, samples and logs every batch."""
+    """A run of seconds: 512 real images, 2 batches of 32, samples and logs every batch,
+    fid_lenet of 200 samples against the first 1000 training images."""
     return [f"dataset.root={mnist_root}", "dataset.limit=512", "trainer=smoke",
-            "trainer.batch_size=32", "trainer.progress=off"]
+            "trainer.batch_size=32", "trainer.progress=off", *CHEAP_FID]
 
 
 def sweep(mnist_root: Path, sweep_dir: Path, *overrides: str,
@@ -44,6 +48,6 @@ def sweep(mnist_root: Path, sweep_dir: Path, *overrides: str,
     """`gansweep-train -m` on 512 real images with 1 epoch x 2 batches of 32, as a user runs it."""
     cmd = [sys.executable, "-m", "gansweep.train", "-m", "trainer=smoke", "trainer.batch_size=32",
            f"dataset.root={mnist_root}", "dataset.limit=512", f"hydra.sweep.dir={sweep_dir}",
-           *overrides]
+           *CHEAP_FID, *overrides]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=sweep_dir.parent,
                           timeout=timeout)
