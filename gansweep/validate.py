@@ -12,8 +12,10 @@ import math
 import torch
 from omegaconf import DictConfig
 
+from gansweep import inception, lenet
 
-FEATURE_DIMS = {"lenet": 128, "inception": 2048}  # gansweep.lenet / gansweep.inception
+
+FEATURE_DIMS = {"lenet": lenet.FEATURE_DIM, "inception": inception.FEATURE_DIM}
 
 
 class ConfigError(ValueError):
