@@ -108,6 +108,7 @@ class PlummerConfig:
     eps: float = 1.0
     eps_half_life: float = 5000.0
     ignore_self_potential: bool = True
+    impl: Impl = Impl.reference  # conf/kernel/plummer.yaml: ${model.impl}
 
 
 @dataclass
