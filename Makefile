@@ -40,5 +40,8 @@ demo: data
 test: data
 	GANSWEEP_TEST_DATA=$(abspath $(DATA)) $(VENV)/bin/python -m pytest -q
 
+bench: data
+	$(VENV)/bin/gansweep-bench --data-root $(DATA)
+
 clean:
 	rm -rf $(VENV) build *.egg-info
