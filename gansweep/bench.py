@@ -203,13 +203,15 @@ def bench(args) -> dict:
             for stepper in steppers.values():
                 stepper.step()
         times = {pair: [] for pair in pairs}
+        cpu_times = {pair: [] for pair in pairs}  # process CPU time: less load-sensitive
         for _ in range(args.steps):
             for pair, stepper in steppers.items():
                 sync(device)
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 stepper.step()
                 sync(device)
                 times[pair].append(time.perf_counter() - t0)
+                cpu_times[pair].append(time.process_time() - c0)
         peak = max(peak_before, matmul_peak_gflops(device, args.peak_size))
         for pair, stepper in steppers.items():
             flops = stepper.flops()
@@ -217,6 +219,7 @@ def bench(args) -> dict:
             results[f"{pair[0]}/{pair[1]}"] = {
                 "gan_type": pair[0], "impl": pair[1],
                 "median_s": median, "min_s": min(times[pair]), "max_s": max(times[pair]),
+                "cpu_median_s": statistics.median(cpu_times[pair]),
                 "gflop_per_step": flops / 1e9, "gflops": flops / 1e9 / median,
                 "fraction_of_peak": flops / 1e9 / median / peak,
                 "times_s": times[pair]}
@@ -231,6 +234,7 @@ def bench(args) -> dict:
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
         "platform": platform.platform(), "batch_size": args.batch_size,
+        "cpu_time_note": "cpu_median_s is process CPU time of all threads (spin-waits count)",
         "steps": args.steps, "warmup": args.warmup, "limit": args.limit,
         "overrides": list(args.overrides),
         "matmul_peak_gflops": peak, "results": results,
@@ -248,13 +252,14 @@ def format_table(report: dict) -> str:
              f"load average {report['load_average'][0]:.2f}, batch {report['batch_size']}, "
              f"{report['steps']} timed steps after {report['warmup']} warm-up (interleaved)",
              f"float32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s", "",
-             "| gan_type | impl | median s/step | min s | GFLOP/step | GFLOP/s | % of peak "
-             "| speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| gan_type | impl | median s/step | min s | CPU s/step | GFLOP/step | GFLOP/s "
+             "| % of peak | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in report["results"].values():
         speedup = row.get("speedup_vs_reference")
         lines.append(
             f"| {row['gan_type']} | {row['impl']} | {row['median_s']:.3f} | {row['min_s']:.3f} "
+            f"| {row['cpu_median_s']:.3f} "
             f"| {row['gflop_per_step']:.1f} | {row['gflops']:.1f} "
             f"| {100 * row['fraction_of_peak']:.0f}% | "
             f"{f'{speedup:.2f}x' if speedup else '-'} |")
@@ -262,7 +267,7 @@ def format_table(report: dict) -> str:
         if probe.get("status") == "ok":
             lines.append(f"peak RSS, one {probe['gan_type']} run, {impl}, full MNIST "
                          f"({probe['images']} images, {probe['steps']} steps): "
-                         f"{probe['peak_rss_mb']:.0f} MB (ru_maxrss; VmHWM {probe['vm_hwm_mb']} MB)")
+                         f"{probe['peak_rss_mb']:.0f} MB (ru_maxrss; VmHWM {probe['vm_hwm_mb']:.0f} MB)")
         else:
             lines.append(f"peak RSS probe ({impl}) failed: {probe.get('stderr', '')[-300:]}")
     lines.append(f"peak RSS of this bench process (all runs): "
