@@ -45,5 +45,8 @@ fid-weights: setup
 test: data fid-weights
 	GANSWEEP_TEST_DATA=$(abspath $(DATA)) $(VENV)/bin/python -m pytest -q
 
+bench: data
+	$(VENV)/bin/gansweep-bench --data-root $(DATA)
+
 clean:
 	rm -rf $(VENV) build *.egg-info

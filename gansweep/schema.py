@@ -99,6 +99,7 @@ class DCGANConfig:
 @dataclass
 class MLPConfig:
     name: str = "mlp"
+    impl: Impl = Impl.fast  # one implementation; selects the kernel's (kernel.impl follows it)
     latent_dim: int = 16
     data_dim: int = 2
     hidden: int = 128
@@ -130,6 +131,7 @@ class PlummerConfig:
     eps: float = 1.0
     eps_half_life: float = 5000.0
     ignore_self_potential: bool = True
+    impl: Impl = Impl.reference  # conf/kernel/plummer.yaml: ${model.impl}
 
 
 @dataclass

@@ -1,0 +1,318 @@
+"""``gansweep-bench``: how fast is one training step, and how close to the machine's peak?
+
+For every (gan_type, model.impl) pair it builds a ``gansweep.trainer.Run`` from the composed
+Hydra config (output under a temp dir) and times the trainer's own step, as the training
+loop runs it: ``predict_fakes`` (G in inference mode), ``d_step`` on real + fake,
+``g_step`` through the frozen D. Steps of the different pairs are interleaved (one step of
+each pair per round), so a machine whose load changes during the run slows all of them
+alike; the table reports medians after warm-up.
+
+Also reported: GFLOP per step (``torch.utils.flop_counter.FlopCounterMode`` over one step),
+achieved GFLOP/s and its ratio to a float32 matrix-product peak measured in the same run,
+peak resident memory of one full-MNIST training run (a child process, so the figure is
+that run's alone), and FID feature throughput when a ``gansweep.fid`` module is installed.
+
+    gansweep-bench                                  # both gan_types x both impls
+    gansweep-bench --steps 30 --warmup 5 --json outputs/bench/mine.json
+    gansweep-bench --impls fast --gan-types coulomb -o trainer.threads=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+GAN_TYPES = ("standard", "coulomb")
+IMPLS = ("reference", "fast")
+
+
+# ----------------------------------------------------------------------------- helpers
+def compose(overrides: list[str]):
+    """The composed ``gansweep-train`` config for ``overrides`` (Hydra compose API)."""
+    from hydra import compose as hydra_compose, initialize_config_module
+
+    from gansweep import schema  # noqa: F401 - registers the schemas
+
+    with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=overrides)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss: KiB on Linux, B on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+class Stepper:
+    """One Run and the trainer's step on random real batches."""
+
+    def __init__(self, overrides: list[str], out_dir: str):
+        from gansweep.trainer import Run
+
+        self.cfg = compose(overrides)
+        self.run = Run(self.cfg, out_dir)
+        self.batch = int(self.cfg.trainer.batch_size)
+
+    def step(self) -> None:
+        run = self.run
+        index = torch.randint(len(run.data), (self.batch,), generator=run.generator,
+                              device=run.device)
+        fakes = run.predict_fakes(run.noise())
+        run.d_step(run.data[index], fakes)
+        run.g_step(run.noise())
+        run.counters.step += 1
+
+    def flops(self) -> int:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.step()
+        return counter.get_total_flops()
+
+
+def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 7) -> float:
+    """Median float32 GFLOP/s of an n x n x n matrix product (2 n^3 flops)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    torch.mm(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def fid_throughput(device: torch.device, n_images: int = 512, batch: int = 128) -> dict:
+    """Images/s of the FID feature extractor(s) of ``gansweep.fid``, if that module exists.
+
+    The module is being written separately; this looks for a small set of plausible entry
+    points and reports ``skipped`` (with the reason) rather than failing the bench.
+    """
+    if importlib.util.find_spec("gansweep.fid") is None:
+        return {"status": "skipped", "reason": "no gansweep.fid module"}
+    try:
+        fid = importlib.import_module("gansweep.fid")
+        factory = next((getattr(fid, name) for name in (
+            "build_feature_extractor", "feature_extractor", "get_feature_extractor",
+            "build_extractor", "FeatureExtractor") if callable(getattr(fid, name, None))), None)
+        if factory is None:
+            return {"status": "skipped", "reason": "gansweep.fid has no feature-extractor factory"}
+        try:
+            extractor = factory(device=device)
+        except TypeError:
+            extractor = factory()
+        if isinstance(extractor, torch.nn.Module):
+            extractor = extractor.to(device).eval()
+        images = torch.rand(n_images, 1, 28, 28, device=device) * 2 - 1
+        with torch.no_grad():
+            extractor(images[:batch])  # warm-up
+            sync(device)
+            t0 = time.perf_counter()
+            for start in range(0, n_images, batch):
+                extractor(images[start:start + batch])
+            sync(device)
+        seconds = time.perf_counter() - t0
+        return {"status": "ok", "extractor": getattr(factory, "__name__", str(factory)),
+                "images": n_images, "images_per_s": round(n_images / seconds, 1)}
+    except Exception as error:  # noqa: BLE001 - optional part of the bench
+        return {"status": "skipped", "reason": f"{type(error).__name__}: {error}"}
+
+
+def rss_probe(overrides: list[str], steps: int) -> dict:
+    """Peak RSS of one training run with the FULL MNIST training set, in a child process."""
+    command = [sys.executable, "-m", "gansweep.bench", "--rss-probe", "--steps", str(steps),
+               "--overrides", *overrides]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"status": "failed", "stderr": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def vm_hwm_mb() -> float | None:
+    """This process's own high-water RSS (Linux VmHWM; unlike ru_maxrss not inherited)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _probe_main(overrides: list[str], steps: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [o for o in overrides if not o.startswith("dataset.limit=")]
+        stepper = Stepper([*overrides, "dataset.limit=null"], tmp)
+        for _ in range(steps):
+            stepper.step()
+        sync(stepper.run.device)
+        print(json.dumps({"status": "ok", "images": len(stepper.run.data), "steps": steps,
+                          "impl": str(stepper.cfg.model.impl),
+                          "gan_type": str(stepper.cfg.gan_type.name),
+                          "peak_rss_mb": round(peak_rss_mb(), 1),
+                          "vm_hwm_mb": vm_hwm_mb()}))
+
+
+# ----------------------------------------------------------------------------- bench
+def bench(args) -> dict:
+    base = [f"dataset.root={args.data_root}", "trainer.progress=off",
+            f"trainer.device={args.device}", f"trainer.batch_size={args.batch_size}"]
+    if args.limit:
+        base.append(f"dataset.limit={args.limit}")
+    if args.threads:
+        base.append(f"trainer.threads={args.threads}")
+    base += list(args.overrides)
+    pairs = [(gan, impl) for gan in args.gan_types for impl in args.impls]
+    results: dict[str, dict] = {}
+    rss = {}
+    if args.rss:  # first, while this process is small: a child's ru_maxrss starts from ours
+        probe_gan = "coulomb" if "coulomb" in args.gan_types else args.gan_types[0]
+        rss = {impl: rss_probe([*base, f"gan_type={probe_gan}", f"model.impl={impl}"],
+                               args.rss_steps) for impl in args.impls}
+    with tempfile.TemporaryDirectory() as tmp:
+        steppers = {}
+        for gan, impl in pairs:
+            out = Path(tmp) / f"{gan}_{impl}"
+            steppers[gan, impl] = Stepper([*base, f"gan_type={gan}", f"model.impl={impl}"], str(out))
+        device = next(iter(steppers.values())).run.device
+        peak_before = matmul_peak_gflops(device, args.peak_size)
+        for _ in range(args.warmup):
+            for stepper in steppers.values():
+                stepper.step()
+        times = {pair: [] for pair in pairs}
+        cpu_times = {pair: [] for pair in pairs}  # process CPU time: less load-sensitive
+        for _ in range(args.steps):
+            for pair, stepper in steppers.items():
+                sync(device)
+                c0, t0 = time.process_time(), time.perf_counter()
+                stepper.step()
+                sync(device)
+                times[pair].append(time.perf_counter() - t0)
+                cpu_times[pair].append(time.process_time() - c0)
+        peak = max(peak_before, matmul_peak_gflops(device, args.peak_size))
+        for pair, stepper in steppers.items():
+            flops = stepper.flops()
+            median = statistics.median(times[pair])
+            results[f"{pair[0]}/{pair[1]}"] = {
+                "gan_type": pair[0], "impl": pair[1],
+                "median_s": median, "min_s": min(times[pair]), "max_s": max(times[pair]),
+                "cpu_median_s": statistics.median(cpu_times[pair]),
+                "gflop_per_step": flops / 1e9, "gflops": flops / 1e9 / median,
+                "fraction_of_peak": flops / 1e9 / median / peak,
+                "times_s": times[pair]}
+        bench_rss = peak_rss_mb()
+    for gan in args.gan_types:  # reference-equivalent rate: the reference's work / fast time
+        ref, fast = results.get(f"{gan}/reference"), results.get(f"{gan}/fast")
+        if ref and fast:
+            fast["speedup_vs_reference"] = ref["median_s"] / fast["median_s"]
+            fast["reference_equivalent_gflops"] = ref["gflop_per_step"] / fast["median_s"]
+    report = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": str(device),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+        "platform": platform.platform(), "batch_size": args.batch_size,
+        "cpu_time_note": "cpu_median_s is process CPU time of all threads (spin-waits count)",
+        "steps": args.steps, "warmup": args.warmup, "limit": args.limit,
+        "overrides": list(args.overrides),
+        "matmul_peak_gflops": peak, "results": results,
+        "bench_process_peak_rss_mb": round(bench_rss, 1),
+    }
+    if rss:
+        report["full_mnist_rss"] = rss
+    if args.fid:
+        report["fid_features"] = fid_throughput(device)
+    return report
+
+
+def format_table(report: dict) -> str:
+    lines = [f"device {report['device']}, torch {report['torch']}, {report['threads']} threads, "
+             f"load average {report['load_average'][0]:.2f}, batch {report['batch_size']}, "
+             f"{report['steps']} timed steps after {report['warmup']} warm-up (interleaved)",
+             f"float32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s", "",
+             "| gan_type | impl | median s/step | min s | CPU s/step | GFLOP/step | GFLOP/s "
+             "| % of peak | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in report["results"].values():
+        speedup = row.get("speedup_vs_reference")
+        lines.append(
+            f"| {row['gan_type']} | {row['impl']} | {row['median_s']:.3f} | {row['min_s']:.3f} "
+            f"| {row['cpu_median_s']:.3f} "
+            f"| {row['gflop_per_step']:.1f} | {row['gflops']:.1f} "
+            f"| {100 * row['fraction_of_peak']:.0f}% | "
+            f"{f'{speedup:.2f}x' if speedup else '-'} |")
+    for impl, probe in report.get("full_mnist_rss", {}).items():
+        if probe.get("status") == "ok":
+            lines.append(f"peak RSS, one {probe['gan_type']} run, {impl}, full MNIST "
+                         f"({probe['images']} images, {probe['steps']} steps): "
+                         f"{probe['peak_rss_mb']:.0f} MB (ru_maxrss; VmHWM {probe['vm_hwm_mb']:.0f} MB)")
+        else:
+            lines.append(f"peak RSS probe ({impl}) failed: {probe.get('stderr', '')[-300:]}")
+    lines.append(f"peak RSS of this bench process (all runs): "
+                 f"{report['bench_process_peak_rss_mb']:.0f} MB")
+    if "fid_features" in report:
+        fid = report["fid_features"]
+        lines.append("FID features: " + (f"{fid['images_per_s']} images/s ({fid['extractor']})"
+                                         if fid["status"] == "ok" else f"skipped ({fid['reason']})"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gansweep-bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gan-types", nargs="+", default=list(GAN_TYPES), choices=GAN_TYPES)
+    parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per pair")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per pair first")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=None, help="trainer.threads")
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--limit", type=int, default=4096,
+                        help="MNIST images loaded for the timed runs (0: all)")
+    parser.add_argument("--peak-size", type=int, default=2048,
+                        help="n of the n x n x n float32 matmul that measures the peak")
+    parser.add_argument("--no-rss", dest="rss", action="store_false",
+                        help="skip the full-MNIST peak-RSS child processes")
+    parser.add_argument("--rss-steps", type=int, default=3)
+    parser.add_argument("--no-fid", dest="fid", action="store_false")
+    parser.add_argument("--json", default=None,
+                        help="where to write the JSON (default outputs/bench/bench_<time>.json)")
+    parser.add_argument("-o", "--overrides", nargs="*", default=[],
+                        help="extra Hydra overrides for every run, e.g. trainer.threads=2")
+    parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_probe:
+        _probe_main(args.overrides, args.steps)
+        return
+    report = bench(args)
+    path = Path(args.json or f"outputs/bench/bench_{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report))
+    print(f"\nJSON: {path}")
+
+
+if __name__ == "__main__":
+    main()
