@@ -228,7 +228,8 @@ def build_models(cfg) -> tuple[nn.Module, nn.Module]:
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(trainable parameters, buffers such as BatchNorm moving statistics)."""
+    """(trainable parameters, saved buffers such as BatchNorm moving statistics)."""
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    buffers = sum(b.numel() for b in module.buffers())
+    saved = module.state_dict()  # leaves out non-persistent helpers (the fast G's fold table)
+    buffers = sum(b.numel() for name, b in module.named_buffers() if name in saved)
     return trainable, buffers

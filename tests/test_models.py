@@ -13,8 +13,9 @@ from gansweep.models import (Discriminator, Generator, KerasBatchNorm, SameConv2
                              build_models, count_parameters, tf_same_padding)
 
 
-def test_parameter_counts_equal_keras():
-    g, d = build_models(compose_config().model)
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_parameter_counts_equal_keras(impl):
+    g, d = build_models(compose_config([f"model.impl={impl}"]).model)
     assert count_parameters(g) == (6_753_309, 14_620)  # trainable, BN moving statistics
     assert count_parameters(d) == (1_026_305, 0)
 
