@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw
 
 # Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.mixtures).
 MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform")
+SEED_BATCHES = 100 * 468  # the seed's budget: 100 epochs of 468 batches
 STATUS_ORDER = ("ok", "running", "stopped", "interrupted", "diverged", "failed", "missing")
 
 
@@ -117,7 +118,7 @@ def job_row(job: Path) -> dict[str, Any]:
         "d_lr": _select(cfg, "optimizer.d.lr"), "d_decay": _select(cfg, "optimizer.d.decay"),
         "g_lr": _select(cfg, "optimizer.g.lr"), "g_decay": _select(cfg, "optimizer.g.decay"),
         "eps0": _select(cfg, "kernel.eps") if gan_type == "coulomb" else None,
-        "seed_row": _select(cfg, "reference.row"), "seed_fid": _select(cfg, "reference.fid"),
+        "seed_row": _select(cfg, "reference.row"), "seed_fid_inception": _select(cfg, "reference.fid"),
         "status": status,
         "error": s.get("error") if status in ("failed", "diverged", "interrupted") else None,
         "epochs_done": s.get("epochs_done"), "epochs": s.get("epochs", _select(cfg, "trainer.epochs")),
@@ -165,12 +166,12 @@ def add_seed_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     frame["rank"] = pd.NA
     frame["seed_rank"] = pd.NA
     frame["rank_agrees"] = pd.NA
-    if metric is None or "seed_fid" not in frame:
+    if metric is None or "seed_fid_inception" not in frame:
         return frame
-    both = frame[metric].notna() & frame["seed_fid"].notna() & (frame["status"] == "ok")
+    both = frame[metric].notna() & frame["seed_fid_inception"].notna() & (frame["status"] == "ok")
     if both.sum() >= 2:
         frame.loc[both, "rank"] = frame.loc[both, metric].rank(method="min").astype(int)
-        frame.loc[both, "seed_rank"] = frame.loc[both, "seed_fid"].rank(method="min").astype(int)
+        frame.loc[both, "seed_rank"] = frame.loc[both, "seed_fid_inception"].rank(method="min").astype(int)
         frame.loc[both, "rank_agrees"] = frame.loc[both, "rank"] == frame.loc[both, "seed_rank"]
     return frame
 
@@ -188,10 +189,15 @@ def findings(frame: pd.DataFrame) -> list[str]:
         return lines
     ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
     lines.append(f"Ranking metric: {metric} (lower is better).")
-    ranked = ok[ok["seed_fid"].notna()]
+    seeded = ok[ok["seed_fid_inception"].notna()]
+    if len(seeded) and (seeded["batches_done"] < SEED_BATCHES).any():
+        lines.append(f"These runs trained {int(seeded['batches_done'].min())} to "
+                     f"{int(seeded['batches_done'].max())} batches, the seed {SEED_BATCHES} "
+                     "(100 epochs): their FIDs and ranking are not comparable to the seed's yet.")
+    ranked = ok[ok["seed_fid_inception"].notna()]
     if len(ranked) >= 2:
         agree = int(ranked["rank_agrees"].sum())
-        rho = ranked[metric].rank().corr(ranked["seed_fid"].rank())
+        rho = ranked[metric].rank().corr(ranked["seed_fid_inception"].rank())
         lines.append(f"Seed ranking reproduced for {agree} of {len(ranked)} seed presets "
                      f"(Spearman rho {rho:.2f}).")
     standard, coulomb = ok[ok["gan_type"] == "standard"], ok[ok["gan_type"] == "coulomb"]
@@ -296,7 +302,7 @@ def display_columns(frame: pd.DataFrame) -> list[str]:
     params = [c for c in frame.columns if c.startswith("param:")]
     fids = sorted(c for c in frame.columns if c.startswith(("fid_", "floor_")))
     fids += [c for c in MIXTURE_METRICS if c in frame.columns]
-    tail = ["seed_fid", "rank", "seed_rank", "status", "epochs_done", "batches_done",
+    tail = ["seed_fid_inception", "rank", "seed_rank", "status", "epochs_done", "batches_done",
             "wall_seconds"]
     return [c for c in DISPLAY + params + fids + tail if c in frame.columns]
 

@@ -60,6 +60,8 @@ def launcher_threads(hydra_cfg) -> int | None:
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN and str(cfg.trainer.progress) == "auto":
+        cfg.trainer.progress = "lines"  # a multirun's log gets plain lines, not a bar
     threads = cfg.trainer.threads or launcher_threads(hydra_cfg)
     if threads:
         torch.set_num_threads(threads)

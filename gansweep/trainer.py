@@ -77,9 +77,11 @@ class Interrupted(RuntimeError):
 
 
 # Settings that change what a run computes: a checkpoint made under other values is refused.
-FINGERPRINT_KEYS = ("model", "optimizer", "kernel", "gan_type", "noise", "seed",
-                    "dataset.name", "dataset.limit", "trainer.batch_size",
-                    "trainer.max_batches_per_epoch", "trainer.fake_mode")
+FINGERPRINT_KEYS = ("model", "optimizer", "kernel", "gan_type", "noise", "seed", "dataset",
+                    "trainer.batch_size", "trainer.max_batches_per_epoch", "trainer.fake_mode")
+# ...minus those that do not: where files live, and the fast/reference implementation switch.
+NOT_FINGERPRINTED = {"model": ("impl",), "kernel": ("impl",),
+                     "dataset": ("root", "fetch", "num_samples", "min_per_mode")}
 
 
 def fingerprint(cfg: DictConfig) -> dict:
@@ -87,7 +89,9 @@ def fingerprint(cfg: DictConfig) -> dict:
     for key in FINGERPRINT_KEYS:
         value = OmegaConf.select(cfg, key)
         out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
-    out.get("model", {}).pop("impl", None)  # reference and fast compute the same thing
+    for group, keys in NOT_FINGERPRINTED.items():
+        for key in keys:
+            out.get(group, {}).pop(key, None)
     return json.loads(json.dumps(out, default=str))
 
 

@@ -33,10 +33,10 @@ def _job(sweep: Path, name: str, overrides: list[str], config: dict, summary: di
     return job
 
 
-def _config(name, gan, eps, seed_fid, row):
+def _config(name, gan, eps, seed_fid_inception, row):
     return {"name": name, "gan_type": {"name": gan}, "kernel": {"eps": eps},
             "optimizer": {"d": {"lr": 1e-3, "decay": 1e-3}, "g": {"lr": 1e-4, "decay": 1e-3}},
-            "trainer": {"epochs": 100}, "reference": {"row": row, "fid": seed_fid}}
+            "trainer": {"epochs": 100}, "reference": {"row": row, "fid": seed_fid_inception}}
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_statuses_ranks_and_files_of_a_synthetic_sweep(synthetic_sweep, capsys):
     assert (synthetic_sweep / "0_seed_standard/curves.png").exists()
     assert "| 0_seed_standard |" in capsys.readouterr().out
     csv = pd.read_csv(synthetic_sweep / "table.csv")
-    assert len(csv) == 7 and "fid_lenet" in csv.columns and "seed_fid" in csv.columns
+    assert len(csv) == 7 and "fid_lenet" in csv.columns and "seed_fid_inception" in csv.columns
 
 
 def test_extractors_are_never_mixed(synthetic_sweep):
@@ -125,7 +125,7 @@ def test_real_tiny_multirun_builds_the_table(mnist_root, tmp_path):
     assert "| 0_seed_standard |" in proc.stdout and "| 1_seed_coulomb_4 |" in proc.stdout
     frame = pd.read_csv(sweep / "table.csv")
     assert list(frame["name"]) == ["seed_standard", "seed_coulomb_4"]
-    assert list(frame["status"]) == ["ok", "ok"] and list(frame["seed_fid"]) == [14.66, 108.0]
+    assert list(frame["status"]) == ["ok", "ok"] and list(frame["seed_fid_inception"]) == [14.66, 108.0]
     assert (sweep / "table.html").exists() and (sweep / "montage.png").exists()
 
 
@@ -171,3 +171,33 @@ def test_tensorboard_logger_writes_events(tiny_overrides, tmp_path):
     from gansweep.trainer import run
     run(compose_config([*tiny_overrides, "logger=tensorboard"]), tmp_path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_optuna_preset_composes(mnist_root):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hparams_search=coulomb_optuna"],
+                      return_hydra_config=True)
+    assert str(cfg.gan_type.name) == "coulomb"
+    sweeper = cfg.hydra.sweeper
+    assert "optuna" in sweeper._target_ and sweeper.direction == "minimize"
+    assert sweeper.storage is None  # in-memory
+    assert set(sweeper.params) == {"kernel.eps", "optimizer.d.lr", "optimizer.g.lr",
+                                   "optimizer.d.decay", "optimizer.g.decay"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _plugin("hydra_optuna_sweeper"), reason="pip install 'gansweep[scale]'")
+def test_optuna_search_runs_two_trials_minimising_fid(mnist_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_sweep(mnist_root, sweep, "hparams_search=coulomb_optuna",
+                     "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2
+    fids = [json.loads((job / "summary.json").read_text())["fid_lenet"] for job in jobs]
+    assert all(f > 0 for f in fids)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(fids))
+    assert set(best["best_params"]) >= {"kernel.eps", "optimizer.d.lr"}

@@ -89,3 +89,14 @@ def test_batch_larger_than_data_is_refused():
     cfg = compose_config(["dataset.limit=100"])
     with pytest.raises(ConfigError, match="trainer.batch_size=128.*100 training samples"):
         validate(cfg, dataset_size=100)
+
+
+def test_every_config_group_ships_in_the_package():
+    """`pip install .` must carry each folder of conf/ (Hydra reads pkg://gansweep.conf)."""
+    import tomllib
+
+    from conftest import REPO
+
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    groups = {p.name for p in (REPO / "conf").iterdir() if p.is_dir() and not p.name.startswith("_")}
+    assert {f"gansweep.conf.{g}" for g in groups} <= set(packages)
