@@ -271,7 +271,7 @@ def montage(frame: pd.DataFrame, out: Path, width: int = 240) -> Path | None:
     for _, row in frame.iterrows():
         if not _text(row.get("sample")):
             continue
-        image = Image.open(row["sample"]).convert("L")
+        image = Image.open(row["sample"]).convert("RGB")
         image = image.resize((width, round(image.height * width / image.width)), Image.NEAREST)
         label = f"{row['job']}"
         detail = row["status"]
@@ -283,12 +283,12 @@ def montage(frame: pd.DataFrame, out: Path, width: int = 240) -> Path | None:
     cols = min(4, len(tiles))
     rows = math.ceil(len(tiles) / cols)
     tile_h = max(t[0].height for t in tiles) + 30
-    sheet = Image.new("L", (cols * (width + 10) + 10, rows * tile_h + 10), 255)
+    sheet = Image.new("RGB", (cols * (width + 10) + 10, rows * tile_h + 10), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (image, label, detail) in enumerate(tiles):
         x, y = 10 + (i % cols) * (width + 10), 10 + (i // cols) * tile_h
-        draw.text((x, y), label[:38], fill=0)
-        draw.text((x, y + 11), detail, fill=0)
+        draw.text((x, y), label[:38], fill="black")
+        draw.text((x, y + 11), detail, fill="black")
         sheet.paste(image, (x, y + 26))
     sheet.save(out)
     return out
