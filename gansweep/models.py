@@ -2,7 +2,7 @@
 
 Each Keras-specific behaviour is a small, separately testable piece:
 ``tf_same_padding`` (TensorFlow's asymmetric 'same'), ``KerasBatchNorm`` (momentum 0.99,
-epsilon 1e-3, any axis, plain-EMA moving statistics) and ``keras_init_`` (glorot_uniform
+epsilon 1e-3, any axis, Keras 2.1.3's zero-debiased moving statistics) and ``keras_init_`` (glorot_uniform
 weights, zero biases). The networks are built from them in ``build_models``.
 """
 
@@ -40,20 +40,26 @@ class KerasBatchNorm(nn.Module):
 
     Statistics are taken over every axis except ``axis``; Keras' default ``axis=-1`` after a
     channels_first conv therefore normalises image columns, not channels (the seed's quirk).
-    Moving statistics are a plain EMA: moving = momentum * moving + (1 - momentum) * batch,
-    with the batch variance biased unless ``var_correction`` (Keras >= 2.1.3 scales it by
-    n / (n - 1 - epsilon)).
+    Moving statistics: with ``zero_debias`` (Keras >= 2.1.3, through TF's
+    assign_moving_average) the EMA is kept from zero and divided by 1 - momentum^t, so the
+    initial 0 / 1 are forgotten at once; without it (Keras <= 2.1.2) a plain EMA,
+    moving = momentum * moving + (1 - momentum) * batch. ``var_correction`` (Keras >= 2.1.3)
+    scales the batch variance by n / (n - 1 - epsilon) before it enters the average.
     """
 
     def __init__(self, num_features: int, axis: int = -1, momentum: float = 0.99,
-                 epsilon: float = 1e-3, var_correction: bool = False):
+                 epsilon: float = 1e-3, var_correction: bool = False, zero_debias: bool = False):
         super().__init__()
         self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
-        self.var_correction = var_correction
+        self.var_correction, self.zero_debias = var_correction, zero_debias
         self.weight = nn.Parameter(torch.ones(num_features))  # gamma
         self.bias = nn.Parameter(torch.zeros(num_features))  # beta
         self.register_buffer("moving_mean", torch.zeros(num_features))
         self.register_buffer("moving_variance", torch.ones(num_features))
+        if zero_debias:  # TensorFlow's hidden "biased" and "local_step" variables
+            self.register_buffer("biased_mean", torch.zeros(num_features))
+            self.register_buffer("biased_variance", torch.zeros(num_features))
+            self.register_buffer("debias_steps", torch.zeros((), dtype=torch.long))
 
     def _broadcast(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
         shape = [1] * ndim
@@ -70,13 +76,26 @@ class KerasBatchNorm(nn.Module):
                 if self.var_correction:
                     n = x.numel() // x.shape[self.axis]
                     moving_var = var * (n / (n - (1.0 + self.epsilon)))
-                self.moving_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
-                self.moving_variance.mul_(self.momentum).add_((1 - self.momentum) * moving_var)
+                if self.zero_debias:
+                    self._zero_debiased_update(mean, moving_var)
+                else:
+                    self.moving_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
+                    self.moving_variance.mul_(self.momentum).add_((1 - self.momentum) * moving_var)
         else:
             mean, var = self.moving_mean, self.moving_variance
         scale = self.weight * torch.rsqrt(var + self.epsilon)
         shift = self.bias - mean * scale
         return x * self._broadcast(scale, x.ndim) + self._broadcast(shift, x.ndim)
+
+    def _zero_debiased_update(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """TF's assign_moving_average(zero_debias=True), which Keras >= 2.1.3 uses: an EMA
+        from zero divided by 1 - momentum^t, so the initial 0 / 1 are forgotten at once."""
+        self.debias_steps += 1
+        correction = 1.0 - self.momentum ** int(self.debias_steps)
+        for biased, moving, value in ((self.biased_mean, self.moving_mean, mean),
+                                      (self.biased_variance, self.moving_variance, var)):
+            biased.mul_(self.momentum).add_((1 - self.momentum) * value)
+            moving.copy_(biased / correction)
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, axis={self.axis}, momentum={self.momentum}, eps={self.epsilon}"
@@ -95,9 +114,11 @@ class Generator(nn.Module):
     """z (N, 100) -> image (N, 1, 28, 28) in [-1, 1]."""
 
     def __init__(self, latent_dim: int = 100, bn_axis: str = "keras", bn_momentum: float = 0.99,
-                 bn_epsilon: float = 1e-3, bn_var_correction: bool = False):
+                 bn_epsilon: float = 1e-3, bn_var_correction: bool = False,
+                 bn_zero_debias: bool = False):
         super().__init__()
-        bn = dict(momentum=bn_momentum, epsilon=bn_epsilon, var_correction=bn_var_correction)
+        bn = dict(momentum=bn_momentum, epsilon=bn_epsilon, var_correction=bn_var_correction,
+                  zero_debias=bn_zero_debias)
         self.fc1 = nn.Linear(latent_dim, 1024)
         self.bn1 = KerasBatchNorm(1024, axis=-1, **bn)
         self.fc2 = nn.Linear(1024, 128 * 7 * 7)
@@ -217,7 +238,8 @@ def build_models(cfg) -> tuple[nn.Module, nn.Module]:
         return build_mlp(cfg)
     fast = str(cfg.get("impl", "reference")) == "fast"
     g = (FastGenerator if fast else Generator)(cfg.latent_dim, str(cfg.bn_axis), cfg.bn_momentum,
-                                               cfg.bn_epsilon, cfg.bn_var_correction)
+                                               cfg.bn_epsilon, cfg.bn_var_correction,
+                                               cfg.bn_zero_debias)
     d = Discriminator(cfg.leaky_slope, cfg.dropout)
     if str(cfg.init) == "keras":
         keras_init_(g)
@@ -228,8 +250,10 @@ def build_models(cfg) -> tuple[nn.Module, nn.Module]:
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(trainable parameters, saved buffers such as BatchNorm moving statistics)."""
+    """(trainable parameters, BatchNorm moving statistics): Keras' trainable and
+    non-trainable weight counts. Helpers Keras keeps outside the layer's weights (TF's
+    zero-debias accumulators, the fast G's fold table) are not counted."""
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    saved = module.state_dict()  # leaves out non-persistent helpers (the fast G's fold table)
-    buffers = sum(b.numel() for name, b in module.named_buffers() if name in saved)
+    buffers = sum(b.numel() for name, b in module.named_buffers()
+                  if name.endswith(("moving_mean", "moving_variance")))
     return trainable, buffers

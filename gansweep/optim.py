@@ -21,7 +21,7 @@ import torch
 
 class KerasAdam(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-8, decay: float = 0.0):
+                 epsilon: float = 1e-7, decay: float = 0.0):
         super().__init__(params, dict(lr=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                                       decay=decay))
         self.iterations = 0

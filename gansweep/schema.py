@@ -90,7 +90,8 @@ class DCGANConfig:
     bn_axis: BNAxis = BNAxis.keras
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    bn_var_correction: bool = False
+    bn_var_correction: bool = True  # Keras >= 2.1.3
+    bn_zero_debias: bool = True  # Keras >= 2.1.3
     leaky_slope: float = 0.2
     dropout: float = 0.5
     init: Init = Init.keras
@@ -113,7 +114,7 @@ class AdamConfig:
     lr: float = 1e-3
     beta_1: float = 0.5
     beta_2: float = 0.999
-    epsilon: float = 1e-8
+    epsilon: float = 1e-7  # K.epsilon() in Keras >= 2.1.3
     decay: float = 0.0
 
 

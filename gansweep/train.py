@@ -67,8 +67,10 @@ def main(cfg: DictConfig) -> float | None:
         torch.set_num_threads(threads)
     try:
         summary = run(cfg, out_dir)
-    except (KeyboardInterrupt, Interrupted):
-        raise  # stop the whole sweep; the checkpoint lets a relaunch resume
+    except Interrupted as exc:  # SIGTERM/SIGINT: stop the whole sweep, resumable
+        log.warning("%s; checkpoint saved in %s: run the same command again to resume",
+                    exc, out_dir)
+        raise SystemExit(128 + exc.signum) from None
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
         message = record_failure(out_dir, cfg, exc)
         log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")

@@ -48,6 +48,9 @@ def test_default_config_is_faithful_standard_gan():
     assert cfg.model.bn_momentum == 0.99 and cfg.model.bn_epsilon == 1e-3
     assert cfg.model.leaky_slope == 0.2 and cfg.model.dropout == 0.5
     assert str(cfg.model.init) == "keras"
+    # Keras >= 2.1.3 (see README "Fidelity"): zero-debiased, corrected BN averages, eps 1e-7
+    assert cfg.model.bn_zero_debias and cfg.model.bn_var_correction
+    assert cfg.optimizer.d.epsilon == cfg.optimizer.g.epsilon == 1e-7
 
 
 def test_command_line_overrides_reach_the_config():

@@ -151,3 +151,28 @@ def test_leaky_relu_slope_and_flatten_order():
     d = Discriminator()
     assert d.leaky_slope == 0.2
     assert d.fc1.in_features == 128 * 5 * 5
+
+
+def test_keras_batchnorm_zero_debiased_moving_averages():
+    """Keras >= 2.1.3 (TF zero_debias): moving = EMA from zero / (1 - momentum^t)."""
+    torch.manual_seed(0)
+    bn = KerasBatchNorm(4, axis=-1, momentum=0.99, zero_debias=True)
+    batches = [torch.randn(16, 4) * (i + 1) + i for i in range(3)]
+    for x in batches:
+        bn(x)
+    weights = torch.tensor([0.99**2 * 0.01, 0.99 * 0.01, 0.01]) / (1 - 0.99**3)
+    means = torch.stack([x.mean(0) for x in batches])
+    variances = torch.stack([x.var(0, unbiased=False) for x in batches])
+    assert torch.allclose(bn.moving_mean, (weights[:, None] * means).sum(0), atol=1e-5)
+    assert torch.allclose(bn.moving_variance, (weights[:, None] * variances).sum(0), atol=1e-5)
+    assert int(bn.debias_steps) == 3
+    # after one step the moving statistics already equal the batch's (no pull toward 0 / 1)
+    first = KerasBatchNorm(4, axis=-1, zero_debias=True)
+    first(batches[2])
+    assert torch.allclose(first.moving_mean, batches[2].mean(0), atol=1e-6)
+
+
+def test_zero_debias_switch_reaches_every_generator_batchnorm():
+    cfg = compose_config(["model.bn_zero_debias=true"]).model
+    g, _ = build_models(cfg)
+    assert all(bn.zero_debias for bn in (g.bn1, g.bn2, g.bn3))

@@ -190,3 +190,24 @@ def test_single_run_exits_with_the_error_and_records_it(mnist_root, tmp_path):
     assert "optimizer.d.lr=-1.0 is not allowed" in proc.stderr
     summary = json.loads((tmp_path / "r/summary.json").read_text())
     assert summary["status"] == "failed" and "optimizer.d.lr" in summary["error"]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_marks_the_run_interrupted(mnist_root, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(mnist_root, run_dir), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "run the same command again to resume" in output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["error"] == "stopped by SIGTERM"
+    state = torch.load(run_dir / "checkpoints/last.pt", weights_only=False)
+    assert state["counters"]["step"] == summary["batches_done"] >= 3
