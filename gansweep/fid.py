@@ -346,18 +346,10 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 def generate(g: torch.nn.Module, cfg, device: torch.device, n: int, seed: int,
              batch_size: int = 500) -> torch.Tensor:
     """``n`` samples of G in inference mode (BatchNorm moving averages), on CPU."""
-    from gansweep.trainer import sample_noise  # late: trainer imports this module
+    from gansweep.trainer import sample_generator  # late: trainer imports this module
 
-    was_training = g.training
-    g.eval()
-    generator = torch.Generator(device).manual_seed(seed)
-    out = []
-    for i in range(0, n, batch_size):
-        z = sample_noise(cfg.noise, min(batch_size, n - i), cfg.model.latent_dim, generator,
-                         device)
-        out.append(g(z).float().cpu())
-    g.train(was_training)
-    samples = torch.cat(out)
+    samples = sample_generator(g, cfg.noise, cfg.model.latent_dim, n, seed, device,
+                               batch_size).float().cpu()
     return quantize(samples) if cfg.fid.get("quantize", True) else samples
 
 

@@ -52,6 +52,22 @@ def sample_noise(cfg: DictConfig, n: int, dim: int, generator: torch.Generator,
     return torch.randn(n, dim, generator=generator, device=device) * cfg.std
 
 
+@torch.no_grad()
+def sample_generator(g: torch.nn.Module, noise_cfg: DictConfig, latent_dim: int, n: int,
+                     seed: int, device: torch.device, batch_size: int) -> torch.Tensor:
+    """n samples of G in inference mode on noise fixed by ``seed``, in chunks of batch_size;
+    G's train/eval mode is restored afterwards."""
+    was_training = g.training
+    g.eval()
+    generator = torch.Generator(device).manual_seed(seed)
+    chunks = []
+    for start in range(0, n, batch_size):
+        z = sample_noise(noise_cfg, min(batch_size, n - start), latent_dim, generator, device)
+        chunks.append(g(z))
+    g.train(was_training)
+    return torch.cat(chunks)
+
+
 @dataclass
 class Counters:
     epoch: int = 0  # current epoch
@@ -359,17 +375,10 @@ class Run:
         return scatter(self.data[:1000], fakes, path, self.mixture, kernel, self.counters.step,
                        f"{self.cfg.name}  step {self.counters.step}")
 
-    @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
         """n samples from the final G in inference mode, on noise fixed by the run's seed."""
-        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
-        self.g.eval()
-        chunks, size = [], self.cfg.trainer.batch_size
-        for start in range(0, n, size):
-            z = sample_noise(self.cfg.noise, min(size, n - start), self.cfg.model.latent_dim,
-                             generator, self.device)
-            chunks.append(self.g(z))
-        return torch.cat(chunks)
+        return sample_generator(self.g, self.cfg.noise, self.cfg.model.latent_dim, n,
+                                self.cfg.seed + 1, self.device, self.cfg.trainer.batch_size)
 
     def final_samples(self) -> Path:
         n = self.cfg.dataset.num_samples if self.points else self.cfg.trainer.batch_size
