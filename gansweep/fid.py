@@ -185,21 +185,28 @@ def load_extractor(name: str, device: torch.device | str = "cpu",
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     key = (name, str(device), str(cache_dir))
     if key not in _EXTRACTORS:
-        if name == "inception":
-            from gansweep import inception
-            model, source = inception.load_inception(cache_dir, device, fetch=fetch, log=log.info)
-            tag, dim, default_batch = "pt_inception-2015-12-05", inception.FEATURE_DIM, 50
-        else:
-            from gansweep import lenet
-            model = lenet.load_lenet(device)
-            source = str(lenet.WEIGHTS)
-            digest = hashlib.sha256(lenet.WEIGHTS.read_bytes()).hexdigest()
-            tag, dim, default_batch = f"lenet-{digest[:12]}", lenet.FEATURE_DIM, 500
-        _EXTRACTORS[key] = Extractor(name, tag, dim, model, device, default_batch, source)
+        # building a network initialises its layers from the global RNG before the weights
+        # are loaded: fork it, so loading an extractor never shifts a training run's streams
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            _EXTRACTORS[key] = _build_extractor(name, device, cache_dir, fetch)
     extractor = _EXTRACTORS[key]
     if batch_size:
         extractor = Extractor(**{**vars(extractor), "batch_size": batch_size})
     return extractor
+
+
+def _build_extractor(name: str, device: torch.device, cache_dir: Path, fetch: bool) -> Extractor:
+    if name == "inception":
+        from gansweep import inception
+        model, source = inception.load_inception(cache_dir, device, fetch=fetch, log=log.info)
+        tag, dim, default_batch = "pt_inception-2015-12-05", inception.FEATURE_DIM, 50
+    else:
+        from gansweep import lenet
+        model = lenet.load_lenet(device)
+        source = str(lenet.WEIGHTS)
+        digest = hashlib.sha256(lenet.WEIGHTS.read_bytes()).hexdigest()
+        tag, dim, default_batch = f"lenet-{digest[:12]}", lenet.FEATURE_DIM, 500
+    return Extractor(name, tag, dim, model, device, default_batch, source)
 
 
 # ----------------------------------------------------------------------------- cache

@@ -2,7 +2,7 @@
 
 Each Keras-specific behaviour is a small, separately testable piece:
 ``tf_same_padding`` (TensorFlow's asymmetric 'same'), ``KerasBatchNorm`` (momentum 0.99,
-epsilon 1e-3, any axis, Keras 2.1.3's zero-debiased moving statistics) and ``keras_init_`` (glorot_uniform
+epsilon 1e-3, any axis, moving statistics per Keras release) and ``keras_init_`` (glorot_uniform
 weights, zero biases). The networks are built from them in ``build_models``.
 """
 
@@ -16,6 +16,27 @@ from torch import nn
 
 
 # ----------------------------------------------------------------------------- layers
+# The factor the biased batch variance (what the layer normalises with) carries into the
+# moving variance, for n values per feature:
+#   biased             1                                 tf.nn.moments (Keras 2.1.2; 2-D in 2.1.3)
+#   unbiased           n / (n - 1)                       tf.nn.fused_batch_norm's returned
+#                                                        variance (4-D inputs, Keras >= 2.1.3)
+#   keras214           n / (n - (1 + epsilon))           BatchNormalization.call, Keras >= 2.1.4
+#                                                        (keras PR 9028, issue 8982)
+#   unbiased_keras214  n / (n - 1) * n / (n - (1 + eps)) both: 4-D inputs in Keras 2.1.4
+MOVING_VAR_RULES = ("biased", "unbiased", "keras214", "unbiased_keras214")
+
+
+def moving_variance_factor(rule: str, n: int, epsilon: float) -> float:
+    """The factor of ``rule`` (see MOVING_VAR_RULES) for n values per feature."""
+    factor = 1.0
+    if rule in ("unbiased", "unbiased_keras214"):
+        factor *= n / (n - 1)
+    if rule in ("keras214", "unbiased_keras214"):
+        factor *= n / (n - (1.0 + epsilon))
+    return factor
+
+
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """(before, after) padding TensorFlow's 'same' uses on one axis: the odd pixel goes after."""
     out = math.ceil(size / stride)
@@ -43,15 +64,19 @@ class KerasBatchNorm(nn.Module):
     Moving statistics: with ``zero_debias`` (Keras >= 2.1.3, through TF's
     assign_moving_average) the EMA is kept from zero and divided by 1 - momentum^t, so the
     initial 0 / 1 are forgotten at once; without it (Keras <= 2.1.2) a plain EMA,
-    moving = momentum * moving + (1 - momentum) * batch. ``var_correction`` (Keras >= 2.1.3)
-    scales the batch variance by n / (n - 1 - epsilon) before it enters the average.
+    moving = momentum * moving + (1 - momentum) * batch. ``moving_var`` names the factor the
+    batch variance carries into the moving average (``moving_variance_factor``): it depends on
+    the Keras release and on whether the layer's input went through TF's fused batch norm
+    (docs/fidelity.md, "BatchNorm moving statistics by Keras release").
     """
 
     def __init__(self, num_features: int, axis: int = -1, momentum: float = 0.99,
-                 epsilon: float = 1e-3, var_correction: bool = False, zero_debias: bool = False):
+                 epsilon: float = 1e-3, moving_var: str = "biased", zero_debias: bool = False):
         super().__init__()
+        if moving_var not in MOVING_VAR_RULES:
+            raise ValueError(f"moving_var={moving_var!r}: expected one of {sorted(MOVING_VAR_RULES)}")
         self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
-        self.var_correction, self.zero_debias = var_correction, zero_debias
+        self.moving_var, self.zero_debias = moving_var, zero_debias
         self.weight = nn.Parameter(torch.ones(num_features))  # gamma
         self.bias = nn.Parameter(torch.zeros(num_features))  # beta
         self.register_buffer("moving_mean", torch.zeros(num_features))
@@ -72,10 +97,8 @@ class KerasBatchNorm(nn.Module):
             mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)
             with torch.no_grad():
-                moving_var = var
-                if self.var_correction:
-                    n = x.numel() // x.shape[self.axis]
-                    moving_var = var * (n / (n - (1.0 + self.epsilon)))
+                n = x.numel() // x.shape[self.axis]
+                moving_var = var * moving_variance_factor(self.moving_var, n, self.epsilon)
                 if self.zero_debias:
                     self._zero_debiased_update(mean, moving_var)
                 else:
@@ -114,19 +137,20 @@ class Generator(nn.Module):
     """z (N, 100) -> image (N, 1, 28, 28) in [-1, 1]."""
 
     def __init__(self, latent_dim: int = 100, bn_axis: str = "keras", bn_momentum: float = 0.99,
-                 bn_epsilon: float = 1e-3, bn_var_correction: bool = False,
-                 bn_zero_debias: bool = False):
+                 bn_epsilon: float = 1e-3, bn_var_dense: str = "biased",
+                 bn_var_conv: str = "unbiased", bn_zero_debias: bool = True):
         super().__init__()
-        bn = dict(momentum=bn_momentum, epsilon=bn_epsilon, var_correction=bn_var_correction,
-                  zero_debias=bn_zero_debias)
+        bn = dict(momentum=bn_momentum, epsilon=bn_epsilon, zero_debias=bn_zero_debias)
+        # bn1, bn2 see 2-D inputs; bn3 a 4-D one, which Keras >= 2.1.3 sends through TF's
+        # fused batch norm: hence a moving-variance rule per layer kind.
         self.fc1 = nn.Linear(latent_dim, 1024)
-        self.bn1 = KerasBatchNorm(1024, axis=-1, **bn)
+        self.bn1 = KerasBatchNorm(1024, axis=-1, moving_var=bn_var_dense, **bn)
         self.fc2 = nn.Linear(1024, 128 * 7 * 7)
-        self.bn2 = KerasBatchNorm(128 * 7 * 7, axis=-1, **bn)
+        self.bn2 = KerasBatchNorm(128 * 7 * 7, axis=-1, moving_var=bn_var_dense, **bn)
         self.conv1 = SameConv2d(128, 64, 5, stride=1, in_size=14)
         # Keras' default axis=-1 on (N, 64, 14, 14) channels_first: 14 image-column features.
-        self.bn3 = (KerasBatchNorm(14, axis=-1, **bn) if bn_axis == "keras"
-                    else KerasBatchNorm(64, axis=1, **bn))
+        self.bn3 = (KerasBatchNorm(14, axis=-1, moving_var=bn_var_conv, **bn) if bn_axis == "keras"
+                    else KerasBatchNorm(64, axis=1, moving_var=bn_var_conv, **bn))
         self.conv2 = SameConv2d(64, 1, 5, stride=1, in_size=28)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -238,8 +262,8 @@ def build_models(cfg) -> tuple[nn.Module, nn.Module]:
         return build_mlp(cfg)
     fast = str(cfg.get("impl", "reference")) == "fast"
     g = (FastGenerator if fast else Generator)(cfg.latent_dim, str(cfg.bn_axis), cfg.bn_momentum,
-                                               cfg.bn_epsilon, cfg.bn_var_correction,
-                                               cfg.bn_zero_debias)
+                                               cfg.bn_epsilon, str(cfg.bn_var_dense),
+                                               str(cfg.bn_var_conv), cfg.bn_zero_debias)
     d = Discriminator(cfg.leaky_slope, cfg.dropout)
     if str(cfg.init) == "keras":
         keras_init_(g)

@@ -33,6 +33,16 @@ class BNAxis(Choice):
     channel = "channel"  # the modern choice: per channel
 
 
+class MovingVar(Choice):
+    """The factor the batch variance carries into BatchNorm's moving variance
+    (gansweep.models.MOVING_VAR_RULES; docs/fidelity.md)."""
+
+    biased = "biased"  # 1
+    unbiased = "unbiased"  # n/(n-1): TF's fused batch norm (4-D inputs, Keras >= 2.1.3)
+    keras214 = "keras214"  # n/(n-1-eps): Keras >= 2.1.4's layer
+    unbiased_keras214 = "unbiased_keras214"  # both: 4-D inputs in Keras 2.1.4
+
+
 class Init(Choice):
     keras = "keras"  # glorot_uniform weights, zero biases
     torch = "torch"  # PyTorch's layer defaults
@@ -90,11 +100,27 @@ class DCGANConfig:
     bn_axis: BNAxis = BNAxis.keras
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    bn_var_correction: bool = True  # Keras >= 2.1.3
-    bn_zero_debias: bool = True  # Keras >= 2.1.3
+    # set by the `keras` group (conf/model/dcgan_mnist.yaml interpolates ${keras.*})
+    bn_var_dense: MovingVar = MovingVar.biased
+    bn_var_conv: MovingVar = MovingVar.unbiased
+    bn_zero_debias: bool = True
     leaky_slope: float = 0.2
     dropout: float = 0.5
     init: Init = Init.keras
+
+
+@dataclass
+class KerasConfig:
+    """One Keras release's semantics, chosen together (`keras=2.1.3`): BatchNorm moving
+    averages (zero-debiased or plain), the moving-variance factor per layer kind, and the
+    optimisers' default epsilon. model.* and optimizer.* interpolate these values, so the
+    separate switches still override one of them for an experiment."""
+
+    release: str = "2.1.3"  # informational: the option file chosen (conf/keras/<release>.yaml)
+    bn_zero_debias: bool = True
+    bn_var_dense: MovingVar = MovingVar.biased
+    bn_var_conv: MovingVar = MovingVar.unbiased
+    adam_epsilon: float = 1e-7
 
 
 @dataclass
@@ -226,6 +252,7 @@ class ReferenceConfig:
 
 @dataclass
 class TrainConfig:
+    keras: KerasConfig = field(default_factory=KerasConfig)
     model: Any = MISSING
     optimizer: Any = MISSING
     kernel: Any = MISSING
@@ -251,6 +278,7 @@ def register() -> None:
         ("dataset", "_mnist_schema", MnistConfig),
         ("dataset", "_mixture_schema", MixtureConfig),
         ("model", "_mlp_schema", MLPConfig),
+        ("keras", "_keras_schema", KerasConfig),
         ("noise", "_noise_schema", NoiseConfig),
         ("trainer", "_trainer_schema", TrainerConfig),
         ("logger", "_logger_schema", LoggerConfig),

@@ -68,6 +68,16 @@ def sample_generator(g: torch.nn.Module, noise_cfg: DictConfig, latent_dim: int,
     return torch.cat(chunks)
 
 
+def isolated_rng(device: torch.device):
+    """A context in which random draws leave the training streams untouched.
+
+    Evaluation, pictures and model loading run inside it, so a run's Dropout masks and
+    initialisations do not depend on whether (or how often) an FID was computed or an
+    extractor was built earlier in the same process (a multirun, a joblib worker)."""
+    devices = [device] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
+
+
 @dataclass
 class Counters:
     epoch: int = 0  # current epoch
@@ -294,9 +304,11 @@ class Run:
             self.logger.close()
             self._restore_signal_handlers(handlers)
         self.save_checkpoint()
-        final = self.final_samples()
+        with isolated_rng(self.device):
+            final = self.final_samples()
+            results = self.evaluate()
         return self.write_status(
-            "ok", **self.evaluate(), last_sample=self.last_sample(),
+            "ok", **results, last_sample=self.last_sample(),
             final_sample=str(final.relative_to(self.dirs.root)),
             seconds_per_step_median=(statistics.median(self.step_times)
                                      if self.step_times else None))
@@ -322,7 +334,8 @@ class Run:
                     if not bool(torch.isfinite(fakes).all()):
                         raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
                                        f"batch {c.batch}")
-                    picture = self.visualize(fakes, self.dirs.sample(c.epoch, c.batch))
+                    with isolated_rng(self.device):
+                        picture = self.visualize(fakes, self.dirs.sample(c.epoch, c.batch))
                     self.logger.log_grid("samples", artifacts.read_grid(picture), c.step)
                 index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
                 lr_d, lr_g, eps = (self.opt_d.current_lr(), self.opt_g.current_lr(),
@@ -348,8 +361,11 @@ class Run:
                 c.batch += 1
                 c.step += 1
             c.epoch, c.batch = c.epoch + 1, 0
-            if not self.points and (row := fid.epoch_metrics(self)) is not None:
-                metrics.write(row)  # FID every fid.every_epochs epochs
+            if not self.points:
+                with isolated_rng(self.device):  # evaluation never draws from training streams
+                    row = fid.epoch_metrics(self)
+                if row is not None:
+                    metrics.write(row)  # FID every fid.every_epochs epochs
 
     def _install_signal_handlers(self) -> dict:
         """SIGTERM (cluster pre-emption, kill) and SIGINT stop at the next batch boundary."""

@@ -48,8 +48,11 @@ def test_default_config_is_faithful_standard_gan():
     assert cfg.model.bn_momentum == 0.99 and cfg.model.bn_epsilon == 1e-3
     assert cfg.model.leaky_slope == 0.2 and cfg.model.dropout == 0.5
     assert str(cfg.model.init) == "keras"
-    # Keras >= 2.1.3 (see README "Fidelity"): zero-debiased, corrected BN averages, eps 1e-7
-    assert cfg.model.bn_zero_debias and cfg.model.bn_var_correction
+    # Keras 2.1.3 (docs/fidelity.md): zero-debiased BN averages, biased variance for the
+    # 2-D layers, the fused batch norm's n/(n-1) for the conv's, eps 1e-7
+    assert cfg.keras.release == "2.1.3"
+    assert cfg.model.bn_zero_debias and str(cfg.model.bn_var_dense) == "biased"
+    assert str(cfg.model.bn_var_conv) == "unbiased"
     assert cfg.optimizer.d.epsilon == cfg.optimizer.g.epsilon == 1e-7
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import compose_config
-from gansweep.models import (Discriminator, Generator, KerasBatchNorm, SameConv2d,
+from gansweep.models import (Discriminator, Generator, KerasBatchNorm, SameConv2d, moving_variance_factor,
                              build_models, count_parameters, tf_same_padding)
 
 
@@ -89,12 +89,72 @@ def test_keras_batchnorm_inference_uses_moving_statistics_and_does_not_update():
     assert torch.equal(bn.moving_mean, torch.tensor([1.0, 2.0, 3.0]))
 
 
-def test_keras_batchnorm_variance_correction_switch():
+def test_keras_batchnorm_variance_factor_plain_ema():
     x = torch.randn(10, 4)
-    bn = KerasBatchNorm(4, axis=-1, var_correction=True)
+    bn = KerasBatchNorm(4, axis=-1, moving_var="keras214")
     bn(x)
     var = x.var(0, unbiased=False)
     assert torch.allclose(bn.moving_variance, 0.99 + 0.01 * var * 10 / (10 - 1.001), atol=1e-6)
+
+
+def _first_step_ratio(release: str, layer: str) -> float:
+    """moving variance / biased batch variance after one training step of the named G layer,
+    under the composed `keras=<release>` config (zero-debiased: the ratio is the factor)."""
+    cfg = compose_config([f"keras={release}", "model.impl=reference"]).model
+    g, _ = build_models(cfg)
+    bn = getattr(g, layer)
+    torch.manual_seed(0)
+    x = torch.randn(128, 4) if layer != "bn3" else torch.randn(8, 64, 14, 14)
+    probe = KerasBatchNorm(x.shape[-1], axis=-1, moving_var=bn.moving_var,
+                           zero_debias=bn.zero_debias)
+    probe(x)
+    var = x.double().var(dim=list(range(x.ndim - 1)), unbiased=False)
+    return (probe.moving_variance.double() / var).mean().item()
+
+
+@pytest.mark.parametrize("release, dense, conv", [
+    # hand-computed: n = 128 rows for the (128, 4) dense batch; n = 8*64*14 = 7168 values
+    # per image column for the (8, 64, 14, 14) conv batch; BatchNorm epsilon 1e-3.
+    ("2.1.3", 1.0, 7168 / 7167),  # 2-D biased; 4-D fused batch norm's n/(n-1)
+    ("2.1.4", 128 / 126.999, 7168 / 7167 * 7168 / 7166.999),  # Keras PR 9028 on top
+])
+def test_keras_release_moving_variance_rule_by_hand(release, dense, conv):
+    assert _first_step_ratio(release, "bn1") == pytest.approx(dense, abs=2e-6)
+    assert _first_step_ratio(release, "bn2") == pytest.approx(dense, abs=2e-6)
+    assert _first_step_ratio(release, "bn3") == pytest.approx(conv, abs=2e-6)
+
+
+def test_keras_2_1_4_dense_factor_is_the_issue_figure():
+    assert 128 / (128 - 1.001) == pytest.approx(1.00788, abs=1e-5)
+    assert moving_variance_factor("keras214", 128, 1e-3) == 128 / 126.999
+    assert moving_variance_factor("biased", 128, 1e-3) == 1.0
+
+
+def test_keras_2_1_2_plain_ema_and_biased_variance():
+    cfg = compose_config(["keras=2.1.2"])
+    g, _ = build_models(cfg.model)
+    assert all(not bn.zero_debias and bn.moving_var == "biased" for bn in (g.bn1, g.bn2, g.bn3))
+    assert cfg.optimizer.d.epsilon == cfg.optimizer.g.epsilon == 1e-8
+    x = torch.randn(128, 4)
+    bn = KerasBatchNorm(4, axis=-1, moving_var="biased", zero_debias=False)
+    bn(x)  # plain EMA from the initial 0 / 1
+    assert torch.allclose(bn.moving_variance, 0.99 + 0.01 * x.var(0, unbiased=False), atol=1e-7)
+    assert torch.allclose(bn.moving_mean, 0.01 * x.mean(0), atol=1e-7)
+
+
+def test_keras_release_sets_every_switch_and_single_switches_still_override():
+    for release, debias, dense, conv, eps in (("2.1.2", False, "biased", "biased", 1e-8),
+                                              ("2.1.3", True, "biased", "unbiased", 1e-7),
+                                              ("2.1.4", True, "keras214", "unbiased_keras214", 1e-7)):
+        cfg = compose_config([f"keras={release}", "+experiment=seed_coulomb_1"])
+        assert cfg.keras.release == release
+        assert (cfg.model.bn_zero_debias, str(cfg.model.bn_var_dense),
+                str(cfg.model.bn_var_conv)) == (debias, dense, conv)
+        assert cfg.optimizer.d.epsilon == cfg.optimizer.g.epsilon == eps
+        assert cfg.optimizer.d.lr == 1e-3  # the preset's own values survive
+    cfg = compose_config(["keras=2.1.4", "model.bn_var_conv=biased", "optimizer.g.epsilon=1e-3"])
+    assert str(cfg.model.bn_var_conv) == "biased" and str(cfg.model.bn_var_dense) == "keras214"
+    assert cfg.optimizer.g.epsilon == 1e-3 and cfg.optimizer.d.epsilon == 1e-7
 
 
 def test_generator_bn_axis_switch():
