@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-# md5 of the raw idx bytes (offline-assets.md); the contract every source must meet.
+# md5 of the raw idx bytes (docs/provenance.md, "MNIST"); the contract every source must meet.
 MNIST_MD5 = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",

@@ -29,6 +29,7 @@ conv/BN tensor groups of default_1.pt into it in order (shapes and strides/paddi
 checked; BN gamma = 1). The test suite checks that our module and the TorchScript module give
 the same features. Preprocessing is pytorch-fid's (``preprocess``): images in [0, 1], gray
 repeated to 3 channels, bilinear resize to 299x299 (align_corners=False), then 2x - 1.
+Sources and checksums: docs/provenance.md, "Inception-v3 FID weights".
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ distances over the flattened points. The potential at a point x is
 
 high near fakes and low near reals, so a generator that minimises mean D(G(z)) ~ Phi moves
 its samples toward the data and away from each other. With the self-potential ignored a
-point's own term is dropped and its mean runs over the other points of its kind.
+point's own term is dropped and its mean runs over the other points of its kind: the seed
+only says the self-potential is ignored, so this reading is an assumption
+(docs/fidelity.md, "Assumptions"; ``kernel.ignore_self_potential=false`` keeps the term).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ The weights ship inside the package (``gansweep/assets/lenet_mnist.pt``) next to
 ``lenet_mnist.json``, which records their sha256, the test accuracy and the exact command
 that trained them (``gansweep-fid train-classifier``; deterministic on CPU for a given torch
 build). FIDs on these features are *not* Inception FIDs: they are reported as ``fid_lenet``.
+The record is restated in docs/provenance.md, "The shipped LeNet".
 """
 
 from __future__ import annotations

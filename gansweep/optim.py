@@ -1,4 +1,4 @@
-"""Keras 2.1's Adam, with its ``decay`` and its placement of epsilon (keras-port.md item 4).
+"""Keras 2.1's Adam, with its ``decay`` and its placement of epsilon (docs/fidelity.md, items 9-10).
 
 Per update, with ``iterations`` counting this optimiser's previous updates from 0:
 
