@@ -1,4 +1,4 @@
-"""The seed's generator and discriminator, with Keras 2.1 layer semantics (keras-port.md).
+"""The seed's generator and discriminator, with Keras 2.1 layer semantics (docs/fidelity.md).
 
 Each Keras-specific behaviour is a small, separately testable piece:
 ``tf_same_padding`` (TensorFlow's asymmetric 'same'), ``KerasBatchNorm`` (momentum 0.99,

@@ -1,4 +1,4 @@
-"""The seed's training loop (seed-experiment.md, "Training loop"), one batch at a time:
+"""The seed's training loop (docs/study.md, "Training loop"), one batch at a time:
 
 1. z ~ noise; fakes = G(z) in inference mode (Keras ``G.predict``).
 2. every ``sample_every`` batches: checkpoint, and a grid of the fakes ``EEEE_BBBB.png``.
