@@ -27,6 +27,10 @@ from gansweep.trainer import Interrupted, run
 
 log = logging.getLogger("gansweep.train")
 
+# torch's thread count as this process started, before any job changed it: a job that sets no
+# count gets this one back, so a job's numbers never depend on an earlier job in the process
+PROCESS_THREADS = torch.get_num_threads()
+
 
 def record_failure(out_dir: Path, cfg: DictConfig, exc: BaseException) -> str:
     """summary.json with status failed and the error's first line; error.txt the traceback."""
@@ -62,9 +66,8 @@ def main(cfg: DictConfig) -> float | None:
     out_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN and str(cfg.trainer.progress) == "auto":
         cfg.trainer.progress = "lines"  # a multirun's log gets plain lines, not a bar
-    threads = cfg.trainer.threads or launcher_threads(hydra_cfg)
-    if threads:
-        torch.set_num_threads(threads)
+    # always set: jobs of a multirun share a process, and a job's count must not leak into the next
+    torch.set_num_threads(cfg.trainer.threads or launcher_threads(hydra_cfg) or PROCESS_THREADS)
     try:
         summary = run(cfg, out_dir)
     except Interrupted as exc:  # SIGTERM/SIGINT: stop the whole sweep, resumable
