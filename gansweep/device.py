@@ -74,6 +74,17 @@ def warn_if_gpu_hidden(name: str, launcher) -> str | None:
     return message
 
 
+def select(device: torch.device) -> None:
+    """Make a CUDA device the current one (``cuda:N``: helpers that say just "cuda" follow
+    it) and start its peak-memory count; nothing on CPU. ``cuda`` without an index is the
+    current device already (``torch.cuda.set_device`` refuses it)."""
+    if device.type != "cuda":
+        return
+    if device.index is not None:
+        torch.cuda.set_device(device)
+    torch.cuda.reset_peak_memory_stats(device)
+
+
 def configure_backends(device: torch.device, tf32: bool = False,
                        deterministic: bool = False) -> None:
     """Set the process-wide numeric flags a run depends on, every time (a second run in the
@@ -87,7 +98,8 @@ def configure_backends(device: torch.device, tf32: bool = False,
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
-    if deterministic:
+    if deterministic:  # read when cuBLAS makes its first handle: too late in a process that
+        # already ran a non-deterministic CUDA job (export it before such a sequential sweep)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic)

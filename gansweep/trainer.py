@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from gansweep import artifacts, fid
 from gansweep.data import load_dataset
 from gansweep.device import (StepClock, configure_backends, memory_report, precision,
-                             resolve_device)
+                             resolve_device, select)
 from gansweep.loggers import build_logger
 from gansweep.mixtures import build_mixture, mode_metrics, scatter
 from gansweep.models import build_models
@@ -156,9 +156,7 @@ class Run:
             torch.set_num_threads(cfg.trainer.threads)
         self.device = resolve_device(str(cfg.trainer.device))
         configure_backends(self.device, cfg.trainer.tf32, cfg.trainer.deterministic)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)  # cuda:N: FID and helpers follow it
-            torch.cuda.reset_peak_memory_stats(self.device)
+        select(self.device)
         self.precision = precision(self.device)
         torch.manual_seed(cfg.seed)  # Dropout and initialisation
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, shuffles

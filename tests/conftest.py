@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHEAP_FID = ["fid.num_samples=200", "fid.ref_limit=1000"]  # fid_lenet in about a second
 TEST_DEVICE = os.environ.get("GANSWEEP_TEST_DEVICE", "cpu")
+# before any cuBLAS handle exists, so a later deterministic test is deterministic (no-op on CPU)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 # first in every override list, so a test's own override wins; on a GPU, the tests that
 # compare two runs bit for bit need deterministic kernels
 ON_TEST_DEVICE = [f"trainer.device={TEST_DEVICE}",

@@ -334,6 +334,17 @@ def test_step_clock_synchronises_on_cuda_only(monkeypatch):
     assert clock.lap()[1] == 2 and calls == [cuda, cuda]  # restart and lap both wait
 
 
+def test_selecting_cuda_with_or_without_an_index(monkeypatch):
+    """torch.cuda.set_device refuses a bare "cuda" (what trainer.device=auto resolves to)."""
+    current, resets = [], []
+    monkeypatch.setattr(torch._C, "_cuda_setDevice", current.append, raising=False)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", resets.append)
+    device.select(torch.device("cuda"))
+    device.select(torch.device("cuda:2"))
+    device.select(torch.device("cpu"))
+    assert current == [2] and resets == [torch.device("cuda"), torch.device("cuda:2")]
+
+
 def test_memory_report_on_cuda_only(monkeypatch):
     assert device.memory_report(torch.device("cpu")) == {}
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d=None: 300 * 2**20)
