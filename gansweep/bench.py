@@ -7,6 +7,12 @@ loop runs it: ``predict_fakes`` (G in inference mode), ``d_step`` on real + fake
 each pair per round), so a machine whose load changes during the run slows all of them
 alike; the table reports medians after warm-up.
 
+The loop's other costs are timed apart and added as an estimate per step: the logging
+read-back (both losses in one transfer, plus the metrics row) every ``trainer.log_every``
+batches and a checkpoint write every ``trainer.checkpoint_every`` batches (else once per
+epoch). On CUDA every timed interval ends with a synchronisation, and the peak CUDA memory
+(``torch.cuda.max_memory_allocated``) is reported.
+
 Also reported: GFLOP per step (``torch.utils.flop_counter.FlopCounterMode`` over one step),
 achieved GFLOP/s and its ratio to a float32 matrix-product peak measured in the same run,
 peak resident memory of one full-MNIST training run (a child process, so the figure is
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -32,6 +39,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from gansweep.device import check_device_name, memory_report, sync
 
 GAN_TYPES = ("standard", "coulomb")
 IMPLS = ("reference", "fast")
@@ -46,11 +55,6 @@ def compose(overrides: list[str]):
 
     with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peak_rss_mb() -> float:
@@ -69,14 +73,47 @@ class Stepper:
         self.run = Run(self.cfg, out_dir)
         self.batch = int(self.cfg.trainer.batch_size)
 
-    def step(self) -> None:
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         run = self.run
         index = torch.randint(len(run.data), (self.batch,), generator=run.generator,
                               device=run.device)
         fakes = run.predict_fakes(run.noise())
-        run.d_step(run.data[index], fakes)
-        run.g_step(run.noise())
+        d_loss = run.d_step(run.data[index], fakes)
+        g_loss = run.g_step(run.noise())
         run.counters.step += 1
+        return d_loss, g_loss
+
+    def loop_costs(self, step_s: float, repeats: int = 3) -> dict:
+        """Median seconds of the loop's logging read-back (+ metrics row) and of one
+        checkpoint write, and their cost per step of ``step_s`` seconds at this config's
+        cadences (checkpoints: every checkpoint_every batches, checkpoint_minutes of wall
+        clock, or a full-MNIST epoch, whichever comes first)."""
+        from gansweep import artifacts
+
+        run, trainer = self.run, self.cfg.trainer
+        metrics = artifacts.MetricsLog(run.dirs.metrics)
+        log_times, checkpoint_times = [], []
+        try:
+            for _ in range(repeats):
+                losses = self.step()
+                sync(run.device)
+                t0 = time.perf_counter()
+                d_value, g_value = torch.stack(losses).tolist()
+                metrics.write({"step": run.counters.step, "d_loss": d_value, "g_loss": g_value})
+                log_times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                run.save_checkpoint()
+                checkpoint_times.append(time.perf_counter() - t0)
+        finally:
+            metrics.close()
+        log_s, checkpoint_s = statistics.median(log_times), statistics.median(checkpoint_times)
+        every = min(trainer.checkpoint_every or math.inf,
+                    trainer.max_batches_per_epoch or 60000 // trainer.batch_size,
+                    (trainer.checkpoint_minutes or math.inf) * 60 / step_s)
+        return {"log_s": log_s, "checkpoint_s": checkpoint_s,
+                "checkpoint_mb": round(run.dirs.checkpoint.stat().st_size / 2**20, 1),
+                "log_every": trainer.log_every, "checkpoint_every_batches": round(every, 1),
+                "overhead_s_per_step": log_s / trainer.log_every + checkpoint_s / every}
 
     def flops(self) -> int:
         from torch.utils.flop_counter import FlopCounterMode
@@ -182,6 +219,8 @@ def bench(args) -> dict:
         first_run = next(iter(steppers.values())).run
         device, real_images = first_run.device, first_run.data[:64]
         peak_before = matmul_peak_gflops(device, args.peak_size)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         for _ in range(args.warmup):
             for stepper in steppers.values():
                 stepper.step()
@@ -195,6 +234,7 @@ def bench(args) -> dict:
                 sync(device)
                 times[pair].append(time.perf_counter() - t0)
                 cpu_times[pair].append(time.process_time() - c0)
+        memory = memory_report(device)  # the training steps' peak, before the matmul's
         peak = max(peak_before, matmul_peak_gflops(device, args.peak_size))
         for pair, stepper in steppers.items():
             flops = stepper.flops()
@@ -206,6 +246,9 @@ def bench(args) -> dict:
                 "gflop_per_step": flops / 1e9, "gflops": flops / 1e9 / median,
                 "fraction_of_peak": flops / 1e9 / median / peak,
                 "times_s": times[pair]}
+            costs = stepper.loop_costs(median)
+            results[f"{pair[0]}/{pair[1]}"].update(
+                loop_costs=costs, loop_s_per_step=median + costs["overhead_s_per_step"])
         bench_rss = peak_rss_mb()
     for gan in args.gan_types:  # reference-equivalent rate: the reference's work / fast time
         ref, fast = results.get(f"{gan}/reference"), results.get(f"{gan}/fast")
@@ -220,7 +263,7 @@ def bench(args) -> dict:
         "cpu_time_note": "cpu_median_s is process CPU time of all threads (spin-waits count)",
         "steps": args.steps, "warmup": args.warmup, "limit": args.limit,
         "overrides": list(args.overrides),
-        "matmul_peak_gflops": peak, "results": results,
+        "matmul_peak_gflops": peak, "results": results, **memory,
         "bench_process_peak_rss_mb": round(bench_rss, 1),
     }
     if rss:
@@ -236,8 +279,8 @@ def format_table(report: dict) -> str:
              f"{report['steps']} timed steps after {report['warmup']} warm-up (interleaved)",
              f"float32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s", "",
              "| gan_type | impl | median s/step | min s | CPU s/step | GFLOP/step | GFLOP/s "
-             "| % of peak | speed-up |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| % of peak | speed-up | loop s/step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["results"].values():
         speedup = row.get("speedup_vs_reference")
         lines.append(
@@ -245,7 +288,14 @@ def format_table(report: dict) -> str:
             f"| {row['cpu_median_s']:.3f} "
             f"| {row['gflop_per_step']:.1f} | {row['gflops']:.1f} "
             f"| {100 * row['fraction_of_peak']:.0f}% | "
-            f"{f'{speedup:.2f}x' if speedup else '-'} |")
+            f"{f'{speedup:.2f}x' if speedup else '-'} | {row['loop_s_per_step']:.3f} |")
+    costs = next(iter(report["results"].values()))["loop_costs"]
+    lines.append(f"loop s/step = median + logging read-back {costs['log_s'] * 1e3:.2f} ms / "
+                 f"{costs['log_every']} batches + checkpoint ({costs['checkpoint_mb']:.0f} MB) "
+                 f"{costs['checkpoint_s']:.3f} s / {costs['checkpoint_every_batches']} batches")
+    if "max_memory_allocated_mb" in report:
+        lines.append(f"peak CUDA memory of the timed steps: {report['max_memory_allocated_mb']:.0f} "
+                     f"MB allocated, {report['max_memory_reserved_mb']:.0f} MB reserved")
     for impl, probe in report.get("full_mnist_rss", {}).items():
         if probe.get("status") == "ok":
             lines.append(f"peak RSS, one {probe['gan_type']} run, {impl}, full MNIST "
@@ -271,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=15, help="timed steps per pair")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per pair first")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="trainer.threads")
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--limit", type=int, default=4096,
@@ -288,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="extra Hydra overrides for every run, e.g. trainer.threads=2")
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if (problem := check_device_name(args.device)) is not None:
+        parser.error(f"--device {args.device}: {problem}")
     if args.rss_probe:
         _probe_main(args.overrides, args.steps)
         return

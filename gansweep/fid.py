@@ -42,6 +42,7 @@ import torch
 from scipy import linalg
 
 from gansweep.data import MNIST_MD5, SPLIT_FILES, load_mnist
+from gansweep.device import configure_backends, precision, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,11 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def reference_key(extractor: Extractor, limit: int | None, split: str = "train") -> str:
+    """Extractor and weights, data and limit, and where and at what precision the features
+    were computed (TF32 on a GPU gives other features than float32 on a CPU)."""
     checksum = MNIST_MD5[SPLIT_FILES[split][0]]
-    return f"{extractor.name}_{extractor.tag}_{split}-{checksum}_{limit or 'all'}"
+    arithmetic = f"{extractor.device.type}-{precision(extractor.device)}"
+    return f"{extractor.name}_{extractor.tag}_{split}-{checksum}_{limit or 'all'}_{arithmetic}"
 
 
 def _features_resumable(extractor: Extractor, images: torch.Tensor, partial: Path,
@@ -371,6 +375,7 @@ def evaluate(g: torch.nn.Module, cfg, device: torch.device) -> dict:
     samples = generate(g, cfg, device, fc.num_samples, cfg.seed + 2)
     value = fid_of_images(extractor, samples, ref)
     return {metric_name(name): value, "extractor": name, "weights": extractor.tag,
+            "arithmetic": f"{extractor.device.type}-{precision(extractor.device)}",
             "num_samples": fc.num_samples, "ref_limit": fc.ref_limit,
             "ref_count": ref[2]["count"], "seconds": round(time.perf_counter() - t0, 2)}
 
@@ -415,9 +420,11 @@ def epoch_metrics(run) -> dict | None:
 
 # ----------------------------------------------------------------------------- CLI
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The CLI's device, with training's default arithmetic (float32, no TF32), so the
+    statistics it caches are the ones training runs look up."""
+    device = resolve_device(name)
+    configure_backends(device)
+    return device
 
 
 def _cmd_ref(args) -> int:

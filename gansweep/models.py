@@ -112,9 +112,11 @@ class KerasBatchNorm(nn.Module):
 
     def _zero_debiased_update(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         """TF's assign_moving_average(zero_debias=True), which Keras >= 2.1.3 uses: an EMA
-        from zero divided by 1 - momentum^t, so the initial 0 / 1 are forgotten at once."""
+        from zero divided by 1 - momentum^t, so the initial 0 / 1 are forgotten at once.
+        momentum^t is computed on the device in float64 (the value Python's float power gives)
+        so that reading t needs no host synchronisation."""
         self.debias_steps += 1
-        correction = 1.0 - self.momentum ** int(self.debias_steps)
+        correction = 1.0 - torch.pow(self.momentum, self.debias_steps.to(torch.float64))
         for biased, moving, value in ((self.biased_mean, self.moving_mean, mean),
                                       (self.biased_variance, self.moving_variance, var)):
             biased.mul_(self.momentum).add_((1 - self.momentum) * value)

@@ -63,12 +63,6 @@ class NoiseDist(Choice):
     normal = "normal"
 
 
-class Device(Choice):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
 class FakeMode(Choice):
     eval = "eval"  # G.predict: BatchNorm moving averages (the seed)
     train = "train"  # batch statistics, moving averages updated
@@ -207,9 +201,12 @@ class TrainerConfig:
     batch_size: int = 128
     max_batches_per_epoch: Optional[int] = None
     sample_every: int = 200
-    checkpoint_every: int = 200  # also at every epoch start and at the end
+    checkpoint_every: Optional[int] = 200  # batches; null = none by count
+    checkpoint_minutes: Optional[float] = None  # wall clock; null = none by time
     resume: Resume = Resume.auto
-    device: Device = Device.auto
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (checked by gansweep.validate)
+    tf32: bool = False  # TF32 matmuls/convolutions on CUDA (faster, not float32)
+    deterministic: bool = False  # deterministic CUDA kernels (slower); else cuDNN autotunes
     fake_mode: FakeMode = FakeMode.eval
     log_every: int = 1
     progress: Progress = Progress.auto

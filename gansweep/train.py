@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gansweep import artifacts, schema  # noqa: F401 - schema registers the config schemas
+from gansweep.device import job_device, warn_if_gpu_hidden
 from gansweep.trainer import Interrupted, run
 
 log = logging.getLogger("gansweep.train")
@@ -60,12 +61,24 @@ def launcher_threads(hydra_cfg) -> int | None:
     return max(1, cores // max(1, n_jobs))
 
 
+def launcher_device(hydra_cfg, device: str) -> str:
+    """``trainer.device`` for this job: jobs that Hydra's joblib launcher runs side by side
+    go round-robin over the visible GPUs (by job number); other launchers give each job its
+    own machine or GPUs (SLURM sets CUDA_VISIBLE_DEVICES), so ``device`` stays as it is."""
+    launcher = hydra_cfg.get("launcher") or {}
+    warn_if_gpu_hidden(device, launcher)
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return device
+    return job_device(device, hydra_cfg.job.get("num"))
+
+
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN and str(cfg.trainer.progress) == "auto":
         cfg.trainer.progress = "lines"  # a multirun's log gets plain lines, not a bar
+    cfg.trainer.device = launcher_device(hydra_cfg, str(cfg.trainer.device))
     # always set: jobs of a multirun share a process, and a job's count must not leak into the next
     torch.set_num_threads(cfg.trainer.threads or launcher_threads(hydra_cfg) or PROCESS_THREADS)
     try:

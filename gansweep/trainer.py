@@ -1,11 +1,15 @@
 """The seed's training loop (docs/study.md, "Training loop"), one batch at a time:
 
 1. z ~ noise; fakes = G(z) in inference mode (Keras ``G.predict``).
-2. every ``sample_every`` batches: checkpoint, and a grid of the fakes ``EEEE_BBBB.png``.
+2. every ``sample_every`` batches: a grid of the fakes ``EEEE_BBBB.png``.
 3. D step: one update on cat(real, fakes) against the objective's targets.
 4. G step: new z, one update of G through D with D's weights frozen but its Dropout active
    (Keras ``train_on_batch`` of the combined model runs in the training phase).
 5. log epoch, batch, losses, eps, learning rates.
+
+Checkpoints are written at batch boundaries on their own cadence (``_checkpoint_due``).
+On a GPU the step reads nothing back to the host: losses are read (once, both together)
+only at logging steps, and step times are taken at those points (``StepClock``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts, fid
 from gansweep.data import load_dataset
+from gansweep.device import (StepClock, configure_backends, memory_report, precision,
+                             resolve_device, select)
 from gansweep.loggers import build_logger
 from gansweep.mixtures import build_mixture, mode_metrics, scatter
 from gansweep.models import build_models
@@ -36,12 +42,6 @@ from gansweep.optim import build_optimizers
 from gansweep.validate import validate
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def sample_noise(cfg: DictConfig, n: int, dim: int, generator: torch.Generator,
@@ -155,6 +155,9 @@ class Run:
         if cfg.trainer.threads:
             torch.set_num_threads(cfg.trainer.threads)
         self.device = resolve_device(str(cfg.trainer.device))
+        configure_backends(self.device, cfg.trainer.tf32, cfg.trainer.deterministic)
+        select(self.device)
+        self.precision = precision(self.device)
         torch.manual_seed(cfg.seed)  # Dropout and initialisation
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, shuffles
         data = load_dataset(cfg.dataset, cfg.seed, log=log.info)
@@ -169,6 +172,8 @@ class Run:
         self.perm: torch.Tensor | None = None  # this epoch's shuffle
         self.perm_epoch: int | None = None
         self.stop_signal: int | None = None
+        self.wall = time.monotonic  # the checkpoint_minutes clock (replaceable in tests)
+        self.last_checkpoint = self.wall()
         per_epoch = len(self.data) // cfg.trainer.batch_size  # the seed drops the last partial batch
         cap = cfg.trainer.max_batches_per_epoch
         self.batches_per_epoch = min(per_epoch, cap) if cap else per_epoch
@@ -213,6 +218,8 @@ class Run:
             "counters": vars(self.counters).copy(), "perm": self.perm, "perm_epoch": self.perm_epoch,
             "rng": {"torch": torch.get_rng_state(), "noise": self.generator.get_state()},
             "fingerprint": fingerprint(self.cfg),
+            # the noise generator's state only fits a generator of the same device type
+            "device_type": self.device.type, "precision": self.precision,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
         if self.device.type == "cuda":
@@ -225,11 +232,15 @@ class Run:
         self.opt_d.load_state_dict(state["opt_d"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.counters = Counters(**state["counters"])
-        self.perm, self.perm_epoch = state["perm"], state["perm_epoch"]
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["noise"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        perm = state["perm"]
+        self.perm = perm.to(self.device) if perm is not None else None
+        self.perm_epoch = state["perm_epoch"]
+        # RNG states are CPU ByteTensors whatever the device (set_rng_state refuses others)
+        rng = {name: value.cpu() for name, value in state["rng"].items()}
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["noise"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(t).all()) for module in (self.g, self.d)
@@ -240,13 +251,30 @@ class Run:
         if not self.weights_finite():
             raise Diverged("non-finite weights")
         artifacts.save_checkpoint(self.state_dict(), self.dirs.checkpoint)
+        self.last_checkpoint = self.wall()
+
+    def check_device(self, state: dict) -> None:
+        """Refuse a checkpoint made on another device type or at another precision: CPU
+        and CUDA noise generators have different states (and streams), and TF32 changes
+        the numbers, so continuing would silently make a different run."""
+        saved_type = state.get("device_type") or ("cuda" if "cuda" in state["rng"] else "cpu")
+        saved_precision = state.get("precision", self.precision)
+        if (saved_type, saved_precision) != (self.device.type, self.precision):
+            raise ResumeError(
+                f"{self.dirs.root} holds a checkpoint made on {saved_type} ({saved_precision}) "
+                f"but this run is on {self.device.type} ({self.precision}); the noise "
+                "generator's state and the arithmetic do not carry over. Fix: resume with "
+                f"trainer.device={saved_type}"
+                + (" trainer.tf32=true" if saved_precision == "tf32" else "")
+                + ", or use another output dir (or trainer.resume=never) to start over.")
 
     def resume(self) -> bool:
         """Continue from checkpoints/last.pt when trainer.resume=auto and one exists."""
         path = self.dirs.checkpoint
         if str(self.cfg.trainer.resume) == "never" or not path.exists():
             return False
-        state = artifacts.load_checkpoint(path, map_location=self.device)
+        # to CPU first: RNG states must stay CPU ByteTensors; load_state_dict moves the rest
+        state = artifacts.load_checkpoint(path, map_location="cpu")
         mine = fingerprint(self.cfg)
         if state.get("fingerprint") != mine:
             changed = sorted(k for k in mine if state.get("fingerprint", {}).get(k) != mine[k])
@@ -254,6 +282,7 @@ class Run:
                 f"{self.dirs.root} holds a checkpoint of a different configuration "
                 f"(differs in: {', '.join(changed)}). Fix: use another output dir, or "
                 "trainer.resume=never to start over there.")
+        self.check_device(state)
         self.load_state_dict(state)
         # rows logged after the checkpoint by the interrupted run are logged again below
         artifacts.truncate_metrics(self.dirs.metrics, self.counters.step)
@@ -267,7 +296,9 @@ class Run:
             "status": status, "name": self.cfg.name, "gan_type": str(self.cfg.gan_type.name),
             "epochs_done": c.epoch, "batches_done": c.step, "epochs": self.cfg.trainer.epochs,
             "batches_per_epoch": self.batches_per_epoch, "wall_seconds": round(c.seconds, 3),
-            "device": str(self.device), "seed": self.cfg.seed, **extra,
+            "device": str(self.device), "precision": self.precision,
+            "deterministic": bool(self.cfg.trainer.deterministic), "seed": self.cfg.seed,
+            **memory_report(self.device), **extra,
         }
         artifacts.write_json(summary, self.dirs.summary)
         return summary
@@ -313,24 +344,44 @@ class Run:
             seconds_per_step_median=(statistics.median(self.step_times)
                                      if self.step_times else None))
 
+    def _checkpoint_due(self, batch: int) -> bool:
+        """At every epoch start (the previous epoch's end), every ``checkpoint_every``
+        batches and once ``checkpoint_minutes`` passed since the last one; SIGTERM/SIGINT
+        and the end of training always write one. Sample grids no longer force one."""
+        cfg = self.cfg.trainer
+        if batch == 0 or (cfg.checkpoint_every and batch % cfg.checkpoint_every == 0):
+            return True
+        minutes = cfg.checkpoint_minutes
+        return bool(minutes) and self.wall() - self.last_checkpoint >= 60 * minutes
+
+    def _account(self, clock: StepClock) -> tuple[float, int]:
+        """Add the wall time since the clock's last lap to the counters and step times."""
+        seconds, steps = clock.lap()
+        self.counters.seconds += seconds
+        if steps:
+            self.step_times.extend([seconds / steps] * steps)
+        return seconds, steps
+
     def _loop(self, metrics: artifacts.MetricsLog, progress: Progress) -> None:
         cfg, c = self.cfg.trainer, self.counters
+        clock = StepClock(self.device)
         while c.epoch < cfg.epochs:
             if self.perm_epoch != c.epoch:  # a fresh shuffle per epoch (kept across resumes)
                 self.perm = torch.randperm(len(self.data), generator=self.generator,
                                            device=self.device)
                 self.perm_epoch = c.epoch
+            clock.restart()  # epoch-end FID is not training time
             while c.batch < self.batches_per_epoch:
                 if self.stop_signal is not None:
+                    self._account(clock)
                     self.save_checkpoint()
                     raise Interrupted(self.stop_signal)
-                t0 = time.perf_counter()
-                sampling = c.batch % cfg.sample_every == 0
-                if sampling or c.batch % cfg.checkpoint_every == 0:
+                if self._checkpoint_due(c.batch):
+                    self._account(clock)  # the checkpoint reads the weights: a sync anyway
                     self.save_checkpoint()  # a clean batch boundary: exact resume point
                     self.write_status("running", pid=os.getpid(), host=socket.gethostname())
                 fakes = self.predict_fakes(self.noise())
-                if sampling:
+                if c.batch % cfg.sample_every == 0:
                     if not bool(torch.isfinite(fakes).all()):
                         raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
                                        f"batch {c.batch}")
@@ -342,22 +393,21 @@ class Run:
                                    self.objective.eps(c.step))
                 d_loss = self.d_step(self.data[index], fakes)
                 g_loss = self.g_step(self.noise())
+                clock.tick()
                 last = c.batch == self.batches_per_epoch - 1
                 if c.batch % cfg.log_every == 0 or last:
-                    d_value, g_value = d_loss.item(), g_loss.item()
+                    # the step's only read-back: both losses in one transfer
+                    d_value, g_value = torch.stack([d_loss, g_loss]).tolist()
                     if not (math.isfinite(d_value) and math.isfinite(g_value)):
                         raise Diverged(f"non-finite loss at epoch {c.epoch}, batch {c.batch}: "
                                        f"d_loss={d_value}, g_loss={g_value}")
-                    elapsed = time.perf_counter() - t0
+                    seconds, steps = self._account(clock)
                     row = {"epoch": c.epoch, "batch": c.batch, "step": c.step,
                            "d_loss": d_value, "g_loss": g_value, "eps": eps,
-                           "lr_d": lr_d, "lr_g": lr_g, "seconds": round(c.seconds + elapsed, 4)}
+                           "lr_d": lr_d, "lr_g": lr_g, "seconds": round(c.seconds, 4)}
                     metrics.write(row)
                     self.logger.log_scalars(row, c.step)
-                    progress.update(c, d_value, g_value, elapsed)
-                step_time = time.perf_counter() - t0
-                self.step_times.append(step_time)
-                c.seconds += step_time
+                    progress.update(c, d_value, g_value, seconds / max(steps, 1))
                 c.batch += 1
                 c.step += 1
             c.epoch, c.batch = c.epoch + 1, 0

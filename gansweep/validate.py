@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 from omegaconf import DictConfig
 
 from gansweep import inception, lenet
+from gansweep.device import check_device_name
 
 
 FEATURE_DIMS = {"lenet": lenet.FEATURE_DIM, "inception": inception.FEATURE_DIM}
@@ -62,16 +62,20 @@ def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
         _require(cfg.kernel.dim >= 3, "kernel.dim", cfg.kernel.dim,
                  "must be >= 3 (the Plummer kernel is flat for d <= 2)")
     trainer = cfg.trainer
-    for key in ("epochs", "batch_size", "sample_every", "checkpoint_every", "log_every"):
+    for key in ("epochs", "batch_size", "sample_every", "log_every"):
         _require(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be an integer >= 1")
+    every, minutes = trainer.checkpoint_every, trainer.checkpoint_minutes
+    _require(every is None or every >= 1, "trainer.checkpoint_every", every,
+             "must be an integer >= 1 or null (not by batch count)")
+    _require(minutes is None or (math.isfinite(minutes) and minutes > 0),
+             "trainer.checkpoint_minutes", minutes, "must be a number > 0 or null (not by time)")
     if trainer.max_batches_per_epoch is not None:
         _require(trainer.max_batches_per_epoch >= 1, "trainer.max_batches_per_epoch",
                  trainer.max_batches_per_epoch, "must be >= 1 or null (all batches)")
     if trainer.threads is not None:
         _require(trainer.threads >= 1, "trainer.threads", trainer.threads, "must be >= 1 or null")
-    if str(trainer.device) == "cuda":
-        _require(torch.cuda.is_available(), "trainer.device", "cuda",
-                 "CUDA is not available on this machine; use trainer.device=cpu or auto")
+    device_problem = check_device_name(str(trainer.device))
+    _require(device_problem is None, "trainer.device", str(trainer.device), device_problem)
     noise = cfg.noise
     if str(noise.dist) == "uniform":
         _require(noise.low < noise.high, "noise.low", noise.low, f"must be < noise.high={noise.high}")

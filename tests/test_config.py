@@ -65,7 +65,6 @@ def test_command_line_overrides_reach_the_config():
 
 
 @pytest.mark.parametrize("override", [
-    "trainer.device=tpu",        # not a choice
     "gan_type.name=wgan",        # not a choice
     "optimizer.d.lr=fast",       # not a float
     "trainer.epoch=3",           # unknown key (typo)
@@ -84,6 +83,10 @@ def test_schema_rejects_bad_overrides(override):
     ("kernel.eps_half_life=-5", "kernel.eps_half_life"),
     ("trainer.epochs=0", "trainer.epochs"),
     ("noise.low=1", "noise.low"),
+    ("trainer.device=tpu", "trainer.device"),  # a string, checked here: auto|cpu|cuda[:N]
+    ("trainer.device=cuda:x", "trainer.device"),
+    ("trainer.checkpoint_every=0", "trainer.checkpoint_every"),
+    ("trainer.checkpoint_minutes=0", "trainer.checkpoint_minutes"),
 ])
 def test_validation_names_key_and_value(override, key):
     cfg = compose_config(["+experiment=seed_coulomb_1", override])

@@ -244,8 +244,13 @@ def test_bench_end_to_end(mnist_root, tmp_path, capsys):
     assert set(report["results"]) == {"coulomb/reference", "coulomb/fast"}
     for row in report["results"].values():
         assert row["median_s"] > 0 and row["gflop_per_step"] > 0 and len(row["times_s"]) == 2
+        costs = row["loop_costs"]  # the loop's logging and checkpoint costs, timed apart
+        assert costs["log_s"] > 0 and costs["checkpoint_s"] > 0 and costs["checkpoint_mb"] > 50
+        assert row["loop_s_per_step"] > row["median_s"]
     assert report["matmul_peak_gflops"] > 0 and report["bench_process_peak_rss_mb"] > 0
     assert "fid_features" in report
     fast, ref = report["results"]["coulomb/fast"], report["results"]["coulomb/reference"]
     assert fast["gflop_per_step"] < ref["gflop_per_step"]  # the fold does fewer flops
-    assert "| coulomb | fast |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| coulomb | fast |" in printed and "loop s/step = median + logging" in printed
+    assert "max_memory_allocated_mb" not in report  # CUDA only

@@ -217,7 +217,7 @@ def test_real_vs_itself_zero_and_vs_noise_large(lenet_ext, mnist_root):
 def test_reference_stats_cached_per_limit(lenet_ext, mnist_root, tmp_path, monkeypatch):
     mu, sigma, meta = fid.reference_stats(lenet_ext, mnist_root, 300, tmp_path, progress=False)
     assert meta["count"] == 300 and meta["extractor"] == "lenet" and sigma.shape == (128, 128)
-    files = list((tmp_path / "stats").glob("ref_lenet_*_300.npz"))
+    files = list((tmp_path / "stats").glob("ref_lenet_*_300_cpu-float32.npz"))
     assert len(files) == 1
 
     def boom(*args, **kwargs):

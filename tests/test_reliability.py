@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import compose_config
+from conftest import ON_TEST_DEVICE, compose_config
 from conftest import sweep as run_sweep
 from gansweep import artifacts
 from gansweep.artifacts import OutputDirError
@@ -23,7 +23,7 @@ from gansweep.validate import ConfigError
 
 def _train_cmd(mnist_root, run_dir, *extra):
     return [sys.executable, "-m", "gansweep.train", "+experiment=seed_coulomb_1",
-            f"dataset.root={mnist_root}", "dataset.limit=512", "trainer=smoke",
+            f"dataset.root={mnist_root}", "dataset.limit=512", "trainer=smoke", *ON_TEST_DEVICE,
             "trainer.batch_size=32", "trainer.epochs=3", "trainer.max_batches_per_epoch=6",
             "trainer.checkpoint_every=2", "trainer.sample_every=3", f"hydra.run.dir={run_dir}",
             *extra]

@@ -37,7 +37,7 @@ def test_train_mode_fakes_switch(tiny_overrides, tmp_path):
     z = r.noise()
     fakes = r.predict_fakes(z)
     assert r.g.training
-    assert not torch.equal(r.g.bn1.moving_mean, torch.zeros(1024))
+    assert not torch.equal(r.g.bn1.moving_mean, torch.zeros(1024, device=r.device))
 
 
 def test_g_step_freezes_d_but_keeps_its_dropout_active(tiny_overrides, tmp_path):
@@ -107,8 +107,8 @@ def test_each_epoch_reshuffles_and_drops_the_partial_batch(tiny_overrides, tmp_p
     r = make_run(tiny_overrides, tmp_path, ["trainer.max_batches_per_epoch=null",
                                             "trainer.batch_size=100"])
     assert r.batches_per_epoch == 5  # 512 // 100
-    first = torch.randperm(512, generator=r.generator)
-    second = torch.randperm(512, generator=r.generator)
+    first = torch.randperm(512, generator=r.generator, device=r.device)
+    second = torch.randperm(512, generator=r.generator, device=r.device)
     assert not torch.equal(first, second)
 
 

@@ -1,0 +1,97 @@
+"""What only a GPU can prove: these run where CUDA is available and are skipped elsewhere
+(marker ``gpu``; ``scripts/gpu_check.sh`` runs them with the rest of the GPU checks).
+Written and run on CPU-only machines so far: never executed on a GPU yet."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import compose_config
+from gansweep.trainer import Interrupted, Run
+
+pytestmark = pytest.mark.gpu
+
+COULOMB = ["+experiment=seed_coulomb_1", "fid=none"]
+
+
+def _on_cuda(overrides):
+    return compose_config([*overrides, "trainer.device=cuda"])
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_a_cuda_step_never_synchronises(tiny_overrides, tmp_path, impl):
+    """torch's sync debug mode raises on any device->host synchronisation in the step."""
+    r = Run(_on_cuda([*tiny_overrides, *COULOMB, f"model.impl={impl}"]), tmp_path)
+    real = r.data[:32]
+    r.d_step(real, r.predict_fakes(r.noise()))  # warm-up: lazy initialisation may sync
+    r.g_step(r.noise())
+    torch.cuda.synchronize()
+    if impl == "reference":  # its potential's boolean masks synchronise (nonzero)
+        pytest.skip("the reference potential is not sync-free by design")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            r.d_step(real, r.predict_fakes(r.noise()))
+            r.g_step(r.noise())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_cuda_interrupt_and_resume_equals_an_uninterrupted_run(tiny_overrides, tmp_path,
+                                                               monkeypatch):
+    """The checkpoint (RNG states included) round-trips through CPU and back on CUDA."""
+    overrides = [*tiny_overrides, *COULOMB, "trainer.epochs=2", "trainer.max_batches_per_epoch=4",
+                 "trainer.deterministic=true"]
+    straight = Run(_on_cuda(overrides), tmp_path / "straight")
+    straight.train()
+
+    broken = Run(_on_cuda(overrides), tmp_path / "resumed")
+    real_g_step = broken.g_step
+
+    def g_step(z):
+        if broken.counters.step == 5:
+            broken.stop_signal = 15
+        return real_g_step(z)
+
+    monkeypatch.setattr(broken, "g_step", g_step)
+    with pytest.raises(Interrupted):
+        broken.train()
+    resumed = Run(_on_cuda(overrides), tmp_path / "resumed")
+    summary = resumed.train()
+    assert summary["status"] == "ok" and summary["device"].startswith("cuda")
+
+    def rows(path):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+    assert rows(tmp_path / "resumed") == rows(tmp_path / "straight")
+    for a, b in ((straight.g, resumed.g), (straight.d, resumed.d)):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(x, y), name
+
+
+def test_cuda_matches_cpu_in_float32(tiny_overrides, tmp_path):
+    """TF32 off (the default): G and D on CUDA agree with CPU to float32 rounding."""
+    cpu = Run(compose_config([*tiny_overrides, *COULOMB, "model.impl=fast"]), tmp_path / "c")
+    gpu = Run(_on_cuda([*tiny_overrides, *COULOMB, "model.impl=fast"]), tmp_path / "g")
+    gpu.g.load_state_dict(cpu.g.state_dict())
+    gpu.d.load_state_dict(cpu.d.state_dict())
+    z = torch.rand(64, 100) * 2 - 1
+    cpu.g.eval(), gpu.g.eval(), cpu.d.eval(), gpu.d.eval()
+    with torch.no_grad():
+        x_cpu, x_gpu = cpu.g(z), gpu.g(z.cuda())
+        torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(gpu.d(x_gpu).cpu(), cpu.d(x_cpu), rtol=1e-4, atol=1e-5)
+    assert gpu.precision == "float32" and not torch.backends.cudnn.allow_tf32
+
+
+def test_cuda_index_and_fid_on_the_same_gpu(tiny_overrides, tmp_path):
+    index = torch.cuda.device_count() - 1
+    summary = Run(compose_config([*tiny_overrides, f"trainer.device=cuda:{index}"]),
+                  tmp_path).train()
+    assert summary["status"] == "ok" and summary["device"] == f"cuda:{index}"
+    assert summary["fid"]["arithmetic"] == "cuda-float32"
+    assert summary["max_memory_allocated_mb"] > 0
