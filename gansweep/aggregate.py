@@ -72,6 +72,19 @@ def _overrides(job: Path) -> dict[str, str]:
     return out
 
 
+def _recorded_overrides(job: Path) -> dict[str, Any]:
+    """The job's overridden keys with the values its run recorded (summary.json's config);
+    the override text only for keys that are not config values (e.g. +experiment)."""
+    summary = _read_json(job / "summary.json")
+    recorded = (summary or {}).get("config")
+    out: dict[str, Any] = {}
+    for key, text in _overrides(job).items():
+        value = _select(recorded, key) if isinstance(recorded, dict) else None
+        out[key] = _fmt(value) if value is not None and not isinstance(value, (dict, list)) \
+            else text
+    return out
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -102,9 +115,28 @@ def _select(cfg: dict | None, dotted: str) -> Any:
     return node
 
 
+def job_config(job: Path, summary: dict | None) -> dict:
+    """The job's settings from its own record (summary.json's resolved config, written by
+    the run that produced its numbers); .hydra/config.yaml, which every launch into the dir
+    rewrites, only for jobs without one (failed before training, or older runs)."""
+    recorded = (summary or {}).get("config")
+    return recorded if isinstance(recorded, dict) else (
+        _read_yaml(job / ".hydra" / "config.yaml") or {})
+
+
+def seed_differences(row: dict[str, Any], settings: dict | None) -> list[str]:
+    """Table columns where the row differs from its seed preset's settings."""
+    out = []
+    for column, seed_value in (settings or {}).items():
+        value = row.get(column)
+        if value is None or not math.isclose(float(value), float(seed_value), rel_tol=1e-9):
+            out.append(f"{column}={_fmt(value)} (seed {_fmt(seed_value)})")
+    return out
+
+
 def job_row(job: Path) -> dict[str, Any]:
-    cfg = _read_yaml(job / ".hydra" / "config.yaml") or {}
     summary = _read_json(job / "summary.json")
+    cfg = job_config(job, summary)
     status = job_status(summary)
     s = summary or {}
     gan_type = s.get("gan_type") or _select(cfg, "gan_type.name")
@@ -126,6 +158,11 @@ def job_row(job: Path) -> dict[str, Any]:
         "sample": str(job / sample) if sample and (job / sample).exists() else None,
         "path": str(job),
     }
+    if row["seed_row"] is not None:
+        differs = seed_differences(row, _select(cfg, "reference.settings"))
+        row["vs_seed"] = ("not comparable: " + ", ".join(differs)) if differs else "seed settings"
+        if differs:  # another configuration than the seed's row: no seed FID beside it
+            row["seed_fid_inception"] = None
     for key, value in s.items():  # every FID the run computed, one column per extractor
         if (key.startswith(("fid_", "floor_")) or key in MIXTURE_METRICS) and \
                 isinstance(value, (int, float)):
@@ -136,7 +173,7 @@ def job_row(job: Path) -> dict[str, Any]:
 def collect(roots: list[Path]) -> pd.DataFrame:
     jobs = [job for root in roots for job in find_jobs(Path(root))]
     rows = [job_row(job) for job in jobs]
-    overrides = [_overrides(job) for job in jobs]
+    overrides = [_recorded_overrides(job) for job in jobs]
     varying = sorted({k for o in overrides for k in o if not k.startswith("hydra.")
                       and len({o2.get(k) for o2 in overrides}) > 1})
     for row, o in zip(rows, overrides):
@@ -189,6 +226,11 @@ def findings(frame: pd.DataFrame) -> list[str]:
         return lines
     ok = frame[(frame["status"] == "ok") & frame[metric].notna()]
     lines.append(f"Ranking metric: {metric} (lower is better).")
+    if "vs_seed" in frame:
+        apart = frame[frame["vs_seed"].fillna("").str.startswith("not comparable")]
+        if len(apart):
+            lines.append(f"{len(apart)} row(s) differ from their seed preset's settings "
+                         f"({', '.join(apart['job'])}): no seed FID or rank beside them.")
     seeded = ok[ok["seed_fid_inception"].notna()]
     if len(seeded) and (seeded["batches_done"] < SEED_BATCHES).any():
         lines.append(f"These runs trained {int(seeded['batches_done'].min())} to "
@@ -302,7 +344,7 @@ def display_columns(frame: pd.DataFrame) -> list[str]:
     params = [c for c in frame.columns if c.startswith("param:")]
     fids = sorted(c for c in frame.columns if c.startswith(("fid_", "floor_")))
     fids += [c for c in MIXTURE_METRICS if c in frame.columns]
-    tail = ["seed_fid_inception", "rank", "seed_rank", "status", "epochs_done", "batches_done",
+    tail = ["seed_fid_inception", "vs_seed", "rank", "seed_rank", "status", "epochs_done", "batches_done",
             "wall_seconds"]
     return [c for c in DISPLAY + params + fids + tail if c in frame.columns]
 
@@ -333,7 +375,9 @@ def to_markdown(frame: pd.DataFrame, base: Path) -> str:
         cells = [_status_text(row) if c == "status" else _fmt(row[c]) for c in columns]
         sample = _text(row.get("sample"))
         cells.append(f"![{row['job']}]({os.path.relpath(sample, base)})" if sample else "-")
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        # free text (names, errors) may hold HTML, which markdown viewers would render
+        lines.append("| " + " | ".join(html.escape(c, quote=False).replace("|", "/")
+                                      for c in cells[:-1]) + f" | {cells[-1]} |")
     return "\n".join(lines)
 
 
@@ -381,6 +425,10 @@ td,th{{border:1px solid #ccc;padding:4px;font-size:13px}} th{{cursor:pointer;bac
 """
 
 
+class OutputError(OSError):
+    """The table's output folder cannot be written."""
+
+
 def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
               echo: bool = True) -> pd.DataFrame:
     roots = [Path(r) for r in roots]
@@ -388,6 +436,11 @@ def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
         if not root.is_dir():
             raise FileNotFoundError(f"{root} is not a sweep or run directory")
     out = Path(out_dir) if out_dir else roots[0]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the table into {out} ({exc.strerror or exc}). "
+                          "Fix: choose a writable folder with --out") from None
     frame = collect(roots)
     if frame.empty:
         raise FileNotFoundError(f"no jobs (folders with .hydra/ or summary.json) under "
@@ -428,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         aggregate(args.dirs, args.out)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

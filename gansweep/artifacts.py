@@ -15,11 +15,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import socket
+import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from PIL import Image
 
 
@@ -80,8 +85,45 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded safely: truncated, empty, or not plain tensors."""
+
+
+def _schema_enums() -> list[type]:
+    """The config schema's str Enums: checkpoints written before configs were stored as plain
+    strings hold them, and they are safe to rebuild (an Enum from its value runs no code)."""
+    from gansweep import schema
+
+    return [v for v in vars(schema).values()
+            if isinstance(v, type) and issubclass(v, schema.Choice) and v is not schema.Choice]
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Load a checkpoint with ``weights_only=True``: tensors and plain containers only.
+
+    A checkpoint may come from elsewhere (a shared sweep dir, a download); unpickling
+    arbitrary objects would run code from it, so anything else is refused unread.
+    """
+    fix = (f"Fix: delete {path} (the run then starts over) or restore a good copy, "
+           "or use trainer.resume=never or another output dir.")
+    try:
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"checkpoint {path} is empty (a crash mid-copy?). {fix}")
+        with torch.serialization.safe_globals(_schema_enums()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} holds more than tensors and plain containers; refused to "
+            f"unpickle it, nothing in it was run ({first}). {fix}") from None
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError) as exc:
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt "
+                              f"({type(exc).__name__}: {detail}). {fix}") from None
 
 
 def _json_default(value):
@@ -136,6 +178,50 @@ def ensure_writable(root: Path) -> None:
             f"output dir {root} is not writable ({exc.strerror or exc}). Fix: free space or "
             "permissions there, or choose another with hydra.run.dir=... / hydra.sweep.dir=..."
         ) from exc
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run dir."""
+
+
+class RunLock:
+    """An exclusive lock on a run dir (``.lock``, an OS file lock released when its holder
+    exits, also by kill -9) with the holder's pid and host in ``.lock.owner``, so a second
+    process started on the same dir refuses at once, naming who holds it."""
+
+    def __init__(self, root: Path | str, name: str = ".lock"):
+        self.root = Path(root)
+        self.path = self.root / name
+        self.owner = self.root / f"{name}.owner"
+        self._lock = FileLock(self.path, thread_local=False)
+
+    def acquire(self) -> "RunLock":
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                holder = json.loads(self.owner.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            raise RunLocked(
+                f"{self.root} is in use by pid {holder.get('pid', '?')} on host "
+                f"{holder.get('host', '?')} (since {holder.get('since', '?')}). Fix: wait for "
+                "it to finish or stop it, or use another output dir.") from None
+        self.owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                          "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        return self
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self.owner.unlink(missing_ok=True)
+            self._lock.release()
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class MetricsLog:

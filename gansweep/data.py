@@ -231,11 +231,27 @@ SOURCES: dict[str, Callable[[Path, Path], dict[str, bytes]]] = {
 }
 
 
+def _require_writable(root: Path) -> None:
+    probe = root / ".write-probe"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise DataError(
+            f"MNIST is not in dataset.root={root}, and that folder is not writable "
+            f"({exc.strerror or exc}), so it cannot be fetched there. Fix: point dataset.root "
+            "at a writable folder (or one holding the four idx files), e.g. dataset.root=data."
+        ) from None
+
+
 def fetch(root: Path | str, sources: list[str] | None = None, log=print) -> str:
     """Make the four verified MNIST files exist under ``root``; returns the source used."""
     root = Path(root)
     failures = []
     for name in sources or list(SOURCES):
+        if name != "present":
+            _require_writable(root)  # before any download: no source could install there
         with tempfile.TemporaryDirectory() as work:
             try:
                 files = SOURCES[name](root, Path(work))

@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from scipy import linalg
 
 from gansweep.data import MNIST_MD5, SPLIT_FILES, load_mnist
@@ -218,9 +219,16 @@ def _stats_dir(cache_dir: Path | str | None) -> Path:
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temp file beside ``path``, fsync, rename over it: readers see the old file
+    or the whole new one, never a part."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def reference_key(extractor: Extractor, limit: int | None, split: str = "train") -> str:
@@ -280,15 +288,54 @@ def _features_resumable(extractor: Extractor, images: torch.Tensor, partial: Pat
     return result
 
 
+def _read_reference(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """Cached statistics, or None (with a warning naming the file) when it is unreadable or
+    not (dim,) / (dim, dim) finite statistics: a torn copy or disk fault gets recomputed."""
+    try:
+        with np.load(path) as f:
+            mu, sigma, meta = f["mu"], f["sigma"], json.loads(str(f["meta"]))
+        ok = (mu.shape == (dim,) and sigma.shape == (dim, dim)
+              and np.isfinite(mu).all() and np.isfinite(sigma).all())
+        problem = None if ok else f"shapes {mu.shape}/{sigma.shape} or non-finite values"
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is treated alike
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is None:
+        return mu, sigma, meta
+    log.warning("FID reference statistics %s are corrupt (%s); recomputing them", path, problem)
+    return None
+
+
 def reference_stats(extractor: Extractor, data_root: Path | str, limit: int | None = None,
                     cache_dir: Path | str | None = None, fetch_data: bool = True,
                     progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(mu, sigma, meta) of the MNIST training images (first ``limit``), cached on disk."""
+    """(mu, sigma, meta) of the MNIST training images (first ``limit``), cached on disk.
+
+    Jobs of a sweep share the cache: one computes under a file lock (``<file>.lock``), the
+    others wait and then read what it published (atomically, fsynced). A corrupt cached file
+    is named in a warning and recomputed.
+    """
     key = reference_key(extractor, limit)
     path = _stats_dir(cache_dir) / f"ref_{key}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            return f["mu"], f["sigma"], json.loads(str(f["meta"]))
+    if path.exists() and (cached := _read_reference(path, extractor.dim)) is not None:
+        return cached
+    lock = FileLock(path.with_name(path.name + ".lock"), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another process is computing %s; waiting for it (lock %s)", path, lock.lock_file)
+        lock.acquire()
+    try:
+        if path.exists() and (cached := _read_reference(path, extractor.dim)) is not None:
+            return cached  # published by the process we waited for
+        return _compute_reference(extractor, data_root, limit, fetch_data, progress, path)
+    finally:
+        lock.release()
+
+
+def _compute_reference(extractor: Extractor, data_root: Path | str, limit: int | None,
+                       fetch_data: bool, progress: bool,
+                       path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Compute and publish reference statistics; the caller holds the cache file's lock."""
     data = load_mnist(data_root, "train", limit, fetch_data, log=log.info)
     log.info("computing %s reference statistics of %d MNIST training images -> %s",
              extractor.name, len(data), path)
@@ -306,6 +353,23 @@ def reference_stats(extractor: Extractor, data_root: Path | str, limit: int | No
 
     _atomic(path, save)
     return mu, sigma, meta
+
+
+def preflight(fid_cfg) -> None:
+    """Checks made before training: the Inception weights exist (fetched when ``fid.fetch``)
+    and match their sha256, so a run cannot fail on them after hours of training."""
+    if fid_cfg is None or str(fid_cfg.extractor) != "inception":
+        return
+    from gansweep import inception
+
+    pth = inception.hub_checkpoint()
+    if pth is not None and inception.sha256_file(pth).startswith(inception.PTH_SHA256_PREFIX):
+        return
+    cache_dir = Path(str(fid_cfg.cache_dir)).expanduser()
+    path = inception.weights_path(cache_dir)
+    if not path.exists() and fid_cfg.fetch:
+        inception.fetch_weights(cache_dir, log=log.info)
+    inception.verify_weights(path, cache_dir)
 
 
 def fid_of_images(extractor: Extractor, images: torch.Tensor, ref: tuple) -> float:
@@ -331,7 +395,10 @@ def floor(extractor: str | Extractor = "lenet", num_samples: int = 3000,
             / f"floor_{reference_key(extractor, num_samples, 'test')}_vs_"
               f"{reference_key(extractor, ref_limit)}.json")
     if path.exists():
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("FID floor %s is corrupt (%s); recomputing it", path, exc)
     if not compute:
         return None
     ref = reference_stats(extractor, data_root, ref_limit, cache_dir, progress=progress)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -245,6 +245,9 @@ class ReferenceConfig:
     row: str = MISSING
     fid: float = MISSING
     image: str = ""
+    # the row's settings by table column (d_lr, d_decay, g_lr, g_decay, eps0): the seed's
+    # FID and rank are shown only beside runs with these values
+    settings: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

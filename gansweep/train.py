@@ -6,6 +6,10 @@
 
 A job that fails records ``status: failed`` and its error in summary.json (traceback in
 error.txt) and, in a multirun, lets the sweep carry on; a single run exits with the error.
+A job refused because its dir holds another configuration's run or another process's lock
+writes nothing there. What can be checked before training is checked at launch
+(gansweep.preflight).
+Ctrl-C or SIGTERM prints one line, and an interrupted multirun still gets its table.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import sys
 import traceback
 from pathlib import Path
 
@@ -24,7 +30,8 @@ from omegaconf import DictConfig
 
 from gansweep import artifacts, schema  # noqa: F401 - schema registers the config schemas
 from gansweep.device import job_device, warn_if_gpu_hidden
-from gansweep.trainer import Interrupted, run
+from gansweep.preflight import ACTIVE  # also registers the job-dir resolvers
+from gansweep.trainer import Interrupted, ResumeError, run
 
 log = logging.getLogger("gansweep.train")
 
@@ -73,7 +80,7 @@ def launcher_device(hydra_cfg, device: str) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN and str(cfg.trainer.progress) == "auto":
@@ -87,6 +94,11 @@ def main(cfg: DictConfig) -> float | None:
         log.warning("%s; checkpoint saved in %s: run the same command again to resume",
                     exc, out_dir)
         raise SystemExit(128 + exc.signum) from None
+    except (ResumeError, artifacts.RunLocked) as exc:  # not this job's dir: write nothing there
+        log.error("job refused: %s", exc)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            raise SystemExit(f"error: {exc}") from None
+        return math.inf
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
         message = record_failure(out_dir, cfg, exc)
         log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")
@@ -94,6 +106,40 @@ def main(cfg: DictConfig) -> float | None:
             raise SystemExit(f"error: {exc}") from None
         return math.inf  # sweepers see the worst value and carry on
     return summary.get("objective")
+
+
+def _table_of_interrupted_sweep() -> None:
+    sweep_dir = ACTIVE.pop("sweep_dir", None)
+    if sweep_dir is None or not sweep_dir.is_dir():
+        return
+    from gansweep.aggregate import aggregate
+
+    try:
+        aggregate([sweep_dir], echo=False)
+        print(f"table of the jobs so far: {sweep_dir / 'table.md'}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the interruption is what gets reported
+        print(f"gansweep-table failed on {sweep_dir}: {exc}", file=sys.stderr)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # outside the training loop, which installs its own handlers
+
+
+def main() -> None:
+    """`gansweep-train`: the Hydra main, with one line instead of a traceback on Ctrl-C or
+    SIGTERM anywhere (a job's own checkpointing handles them during training)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _main()
+    except KeyboardInterrupt:
+        _table_of_interrupted_sweep()
+        print("interrupted; run the same command again to resume (finished jobs are skipped)",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit as exc:
+        if exc.code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            _table_of_interrupted_sweep()
+        raise
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ only at logging steps, and step times are taken at those points (``StepClock``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -121,6 +122,40 @@ def fingerprint(cfg: DictConfig) -> dict:
     return json.loads(json.dumps(out, default=str))
 
 
+# ...plus what else a finished run's numbers depend on: its epoch budget and how its FID is
+# measured (not where files live or the FID batch size). A job's identity; job dirs of a
+# sweep are named by its hash (conf/train.yaml, hydra.sweep.subdir).
+IDENTITY_KEYS = ("trainer.epochs", "fid")
+NOT_IN_IDENTITY = {"fid": ("cache_dir", "fetch", "batch_size")}
+
+
+def identity(cfg: DictConfig) -> dict:
+    out = fingerprint(cfg)
+    for key in IDENTITY_KEYS:
+        value = OmegaConf.select(cfg, key)
+        out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    for group, keys in NOT_IN_IDENTITY.items():
+        for key in keys:
+            (out.get(group) or {}).pop(key, None)
+    return json.loads(json.dumps(out, default=str))
+
+
+def identity_hash(cfg: DictConfig) -> str:
+    """8 hex digits of sha256 over the job's identity: equal configs give equal hashes."""
+    text = json.dumps(identity(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain containers (enums as strings), for checkpoints and
+    summary.json: loadable without unpickling any class."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def _differing(mine: dict, theirs: dict) -> list[str]:
+    return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+
+
 class Progress:
     """A one-line bar on a terminal; plain log lines (about ten per epoch) otherwise."""
 
@@ -151,6 +186,7 @@ class Run:
         self.cfg = cfg
         self.dirs = artifacts.RunDir(out_dir)
         validate(cfg)
+        fid.preflight(cfg.get("fid"))  # e.g. Inception weights: fail now, not after training
         artifacts.ensure_writable(self.dirs.root)
         if cfg.trainer.threads:
             torch.set_num_threads(cfg.trainer.threads)
@@ -220,7 +256,7 @@ class Run:
             "fingerprint": fingerprint(self.cfg),
             # the noise generator's state only fits a generator of the same device type
             "device_type": self.device.type, "precision": self.precision,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": plain_config(self.cfg),
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -283,6 +319,11 @@ class Run:
                 f"(differs in: {', '.join(changed)}). Fix: use another output dir, or "
                 "trainer.resume=never to start over there.")
         self.check_device(state)
+        if state["counters"]["epoch"] > self.cfg.trainer.epochs:
+            raise ResumeError(
+                f"{self.dirs.root} holds a run trained for {state['counters']['epoch']} epochs; "
+                f"this config asks for trainer.epochs={self.cfg.trainer.epochs}. Fix: use "
+                "another output dir, or trainer.resume=never to start over there.")
         self.load_state_dict(state)
         # rows logged after the checkpoint by the interrupted run are logged again below
         artifacts.truncate_metrics(self.dirs.metrics, self.counters.step)
@@ -299,6 +340,10 @@ class Run:
             "device": str(self.device), "precision": self.precision,
             "deterministic": bool(self.cfg.trainer.deterministic), "seed": self.cfg.seed,
             **memory_report(self.device), **extra,
+            # the run's own record of what produced these numbers (.hydra/ is rewritten by
+            # every launch into this dir): the table reads its settings from here
+            "fingerprint": fingerprint(self.cfg), "identity": identity(self.cfg),
+            "config": plain_config(self.cfg),
         }
         artifacts.write_json(summary, self.dirs.summary)
         return summary
@@ -335,9 +380,19 @@ class Run:
             self.logger.close()
             self._restore_signal_handlers(handlers)
         self.save_checkpoint()
-        with isolated_rng(self.device):
-            final = self.final_samples()
-            results = self.evaluate()
+        # The final evaluation (minutes for an Inception FID) stops at once on SIGTERM or
+        # Ctrl-C; the checkpoint above is final, so a relaunch only evaluates again.
+        handlers = self._install_signal_handlers(self._stop_now)
+        try:
+            with isolated_rng(self.device):
+                final = self.final_samples()
+                results = self.evaluate()
+        except Interrupted as exc:
+            self.write_status("interrupted", error=f"{exc} during the final evaluation",
+                              last_sample=self.last_sample())
+            raise
+        finally:
+            self._restore_signal_handlers(handlers)
         return self.write_status(
             "ok", **results, last_sample=self.last_sample(),
             final_sample=str(final.relative_to(self.dirs.root)),
@@ -417,12 +472,18 @@ class Run:
                 if row is not None:
                     metrics.write(row)  # FID every fid.every_epochs epochs
 
-    def _install_signal_handlers(self) -> dict:
-        """SIGTERM (cluster pre-emption, kill) and SIGINT stop at the next batch boundary."""
+    @staticmethod
+    def _stop_now(signum, frame) -> None:
+        raise Interrupted(signum)
+
+    def _install_signal_handlers(self, handler=None) -> dict:
+        """SIGTERM (cluster pre-emption, kill) and SIGINT stop at the next batch boundary
+        (``handler``: otherwise)."""
         self.stop_signal = None
         if threading.current_thread() is not threading.main_thread():
             return {}
-        return {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return {sig: signal.signal(sig, handler or self._request_stop)
+                for sig in (signal.SIGTERM, signal.SIGINT)}
 
     @staticmethod
     def _restore_signal_handlers(handlers: dict) -> None:
@@ -463,23 +524,47 @@ class Run:
 
 
 def finished_summary(cfg: DictConfig, out_dir: Path) -> dict | None:
-    """The summary of a run that already completed this config in ``out_dir``, else None."""
-    path = artifacts.RunDir(out_dir).summary
-    if str(cfg.trainer.resume) == "never" or not path.exists():
+    """The summary of a run that already completed exactly this config in ``out_dir``, else
+    None (train or resume). A dir holding another configuration's run is refused (ResumeError)
+    before anything is written: its numbers must never be reported for this config."""
+    dirs = artifacts.RunDir(out_dir)
+    if str(cfg.trainer.resume) == "never" or not dirs.summary.exists():
         return None
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads(dirs.summary.read_text())
     except (OSError, ValueError):
         return None
-    done = summary.get("status") == "ok" and summary.get("epochs_done", -1) >= cfg.trainer.epochs
-    return summary if done else None
+    theirs = summary.get("fingerprint")
+    if theirs is None and dirs.checkpoint.exists():  # a summary from before runs recorded it
+        theirs = artifacts.load_checkpoint(dirs.checkpoint).get("fingerprint")
+    if theirs is None:
+        return None  # nothing to compare: train (a checkpoint is still checked by resume)
+    changed = _differing(fingerprint(cfg), theirs)
+    if changed and (summary.get("status") != "failed" or dirs.checkpoint.exists()):
+        raise ResumeError(
+            f"{out_dir} holds a run of a different configuration (differs in: "
+            f"{', '.join(changed)}). Fix: use another output dir (a sweep's default job dirs "
+            "are named by a hash of the config), or trainer.resume=never to start over there.")
+    if summary.get("status") != "ok" or changed:
+        return None
+    if summary.get("epochs_done", -1) > cfg.trainer.epochs:
+        raise ResumeError(
+            f"{out_dir} holds a run trained for {summary['epochs_done']} epochs; this config "
+            f"asks for trainer.epochs={cfg.trainer.epochs}. Fix: use another output dir, or "
+            "trainer.resume=never to start over there.")
+    same = summary.get("identity") == identity(cfg)
+    # same training, other FID settings or more epochs: resume (or only evaluate) below
+    return summary if same and summary.get("epochs_done", -1) >= cfg.trainer.epochs else None
 
 
 def run(cfg: DictConfig, out_dir: Path | str) -> dict:
-    """Train one configuration into ``out_dir`` (resuming or skipping as it finds it)."""
+    """Train one configuration into ``out_dir`` (resuming or skipping as it finds it), holding
+    the dir's lock: a second process on the same dir refuses, naming the holder."""
     out_dir = Path(out_dir)
-    summary = finished_summary(cfg, out_dir)
-    if summary is not None:
-        log.info("%s already finished (summary.json status ok); skipping", out_dir)
-        return summary
-    return Run(cfg, out_dir).train()
+    artifacts.ensure_writable(out_dir)
+    with artifacts.RunLock(out_dir):
+        summary = finished_summary(cfg, out_dir)
+        if summary is not None:
+            log.info("%s already finished this config (summary.json status ok); skipping", out_dir)
+            return summary
+        return Run(cfg, out_dir).train()

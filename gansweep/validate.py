@@ -15,6 +15,7 @@ from gansweep import inception, lenet
 from gansweep.device import check_device_name
 
 
+MAX_SEED = 2**32 - 3
 FEATURE_DIMS = {"lenet": lenet.FEATURE_DIM, "inception": inception.FEATURE_DIM}
 
 
@@ -49,6 +50,10 @@ def _get(cfg: DictConfig, key: str):
 
 def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
     """Raise ConfigError on the first invalid value. ``dataset_size`` enables data checks."""
+    seed = cfg.get("seed")
+    _require(isinstance(seed, int) and 0 <= seed <= MAX_SEED, "seed", seed,
+             f"must be an integer in [0, {MAX_SEED}] (seed + 1 and seed + 2 seed the final "
+             "samples, and numpy-based samplers such as Optuna's take 32-bit seeds)")
     for side in ("d", "g"):
         _positive(cfg, f"optimizer.{side}.lr")
         _non_negative(cfg, f"optimizer.{side}.decay")
@@ -88,11 +93,12 @@ def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
     if fid is not None and str(fid.extractor) != "none":
         # fewer samples than feature dimensions leave the covariance singular: no real FID
         dim = FEATURE_DIMS[str(fid.extractor)]
-        _require(fid.num_samples >= dim, "fid.num_samples", fid.num_samples,
-                 f"must be >= {dim}, the {fid.extractor} feature dimension, for a full-rank "
+        # n samples give a covariance of rank at most n - 1: n must exceed the dimension
+        _require(fid.num_samples > dim, "fid.num_samples", fid.num_samples,
+                 f"must be > {dim}, the {fid.extractor} feature dimension, for a full-rank "
                  "covariance (the seed used 3000)")
-        _require(fid.ref_limit is None or fid.ref_limit >= dim, "fid.ref_limit", fid.ref_limit,
-                 f"must be >= {dim} or null (all 60000 training images)")
+        _require(fid.ref_limit is None or fid.ref_limit > dim, "fid.ref_limit", fid.ref_limit,
+                 f"must be > {dim} or null (all 60000 training images)")
         _require(fid.batch_size >= 1, "fid.batch_size", fid.batch_size, "must be >= 1")
         _require(fid.every_epochs is None or fid.every_epochs >= 1, "fid.every_epochs",
                  fid.every_epochs, "must be >= 1 or null (only at the end)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+
 import pytest
 
 from conftest import sweep as run_sweep
@@ -14,7 +16,9 @@ def test_tiny_multirun_of_two_presets_writes_every_artifact(mnist_root, tmp_path
     proc = run_sweep(mnist_root, sweep, "+experiment=seed_standard,seed_coulomb_1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [p.name for p in jobs] == ["0_seed_standard", "1_seed_coulomb_1"]
+    # <num>_<name>_<8 hex digits of the job's config hash>
+    assert [p.name[:-9] for p in jobs] == ["0_seed_standard", "1_seed_coulomb_1"]
+    assert all(re.fullmatch(r"_[0-9a-f]{8}", p.name[-9:]) for p in jobs)
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["batches_done"] == 2

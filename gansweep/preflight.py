@@ -1,0 +1,127 @@
+"""Checks at launch, before any job trains, and the names of job dirs.
+
+Hydra callback ``Preflight`` (conf/train.yaml): the output dir is writable, the Inception
+weights are present and verified when ``fid=inception``, an Optuna search has an objective;
+an Optuna study in SQLite is held by one launch at a time and trials that a killed launch
+left RUNNING are marked FAIL. Resolvers ``gansweep.dirname`` and ``gansweep.job_id`` name job
+dirs ``<num>_<name>_<config hash>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from gansweep import artifacts
+from gansweep.trainer import identity_hash
+
+log = logging.getLogger(__name__)
+
+
+def safe_dirname(name) -> str:
+    """``name`` as one path component: a '/' would nest the job dir where the table and a
+    relaunch never look."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(name)).strip("-.") or "run"
+
+
+def _job_id(*, _root_) -> str:
+    return identity_hash(_root_)
+
+
+# conf/train.yaml: job dirs are <num>_<name>_<hash of the job's identity>, so a relaunch
+# with changed settings never lands in (or skips as done) another configuration's dir.
+OmegaConf.register_new_resolver("gansweep.dirname", safe_dirname, replace=True)
+OmegaConf.register_new_resolver("gansweep.job_id", _job_id, replace=True)
+
+# the multirun in progress in this process (for its table when it is interrupted)
+ACTIVE: dict[str, Path] = {}
+
+
+def _check_output_dir(path: Path, key: str) -> None:
+    try:
+        artifacts.ensure_writable(path)
+    except artifacts.OutputDirError:
+        raise SystemExit(f"error: {key}={path} is not writable. Fix: choose a writable "
+                         f"folder, e.g. {key}=outputs/...") from None
+
+
+def _is_optuna(config: DictConfig) -> bool:
+    return "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+
+
+class Preflight(Callback):
+    """Hydra callback: checks that need no training, once per launch, before any job runs:
+    the output dir is writable, the Inception weights are present and verified when
+    ``fid=inception``, an Optuna search has an objective (not ``fid=none``); an Optuna study
+    in SQLite is held by one launch at a time, and trials an interrupted launch left RUNNING
+    are marked FAIL."""
+
+    def __init__(self) -> None:
+        self.sweep_lock: artifacts.RunLock | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _check_output_dir(Path(config.hydra.run.dir), "hydra.run.dir")
+        self._check_assets(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        _check_output_dir(sweep_dir, "hydra.sweep.dir")
+        ACTIVE["sweep_dir"] = sweep_dir
+        if _is_optuna(config):
+            if str(OmegaConf.select(config, "fid.extractor")) == "none":
+                raise SystemExit("error: an Optuna search minimises the run's FID, and fid=none "
+                                 "computes none. Fix: fid=lenet (the default) or fid=inception.")
+            self._claim_study(config, sweep_dir)
+        self._check_assets(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        ACTIVE.pop("sweep_dir", None)
+        if self.sweep_lock is not None:
+            self.sweep_lock.release()
+
+    @staticmethod
+    def _check_assets(config: DictConfig) -> None:
+        from gansweep import fid, inception
+
+        try:
+            fid.preflight(config.get("fid"))
+        except inception.WeightsError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    def _claim_study(self, config: DictConfig, sweep_dir: Path) -> None:
+        storage = str(OmegaConf.select(config, "hydra.sweeper.storage", default=None) or "")
+        if not storage.startswith("sqlite:///"):
+            return
+        self.sweep_lock = artifacts.RunLock(sweep_dir, ".optuna.lock")
+        try:
+            self.sweep_lock.acquire()
+        except artifacts.RunLocked as exc:
+            raise SystemExit(f"error: the Optuna study of {exc}") from None
+        if Path(storage[len("sqlite:///"):]).exists():
+            fail_stale_trials(storage, str(config.hydra.sweeper.study_name))
+
+
+def fail_stale_trials(storage: str, study_name: str) -> int:
+    """Mark FAIL the trials a killed launch left RUNNING (this launch holds the study's lock,
+    so no other process is running them); returns how many."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no such study yet
+        return 0
+    stale = [t for t in study.get_trials(deepcopy=False)
+             if t.state == optuna.trial.TrialState.RUNNING]
+    for trial in stale:
+        if hasattr(study._storage, "set_trial_state_values"):  # optuna >= 3
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        else:
+            study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
+    if stale:
+        log.warning("marked %d Optuna trial(s) left RUNNING by an interrupted launch as FAIL: %s",
+                    len(stale), ", ".join(str(t.number) for t in stale))
+    return len(stale)
