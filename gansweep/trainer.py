@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts, fid
+from gansweep import artifacts, evaluation, fid
 from gansweep.data import load_dataset
 from gansweep.loggers import build_logger
 from gansweep.mixtures import build_mixture, mode_metrics, scatter
@@ -169,6 +169,7 @@ class Run:
         self.perm: torch.Tensor | None = None  # this epoch's shuffle
         self.perm_epoch: int | None = None
         self.stop_signal: int | None = None
+        self.best: dict | None = None  # the best evaluation so far (fid.best_metric)
         per_epoch = len(self.data) // cfg.trainer.batch_size  # the seed drops the last partial batch
         cap = cfg.trainer.max_batches_per_epoch
         self.batches_per_epoch = min(per_epoch, cap) if cap else per_epoch
@@ -214,6 +215,7 @@ class Run:
             "rng": {"torch": torch.get_rng_state(), "noise": self.generator.get_state()},
             "fingerprint": fingerprint(self.cfg),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "best": self.best,  # so a resumed run keeps comparing against the right best
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -226,6 +228,7 @@ class Run:
         self.opt_g.load_state_dict(state["opt_g"])
         self.counters = Counters(**state["counters"])
         self.perm, self.perm_epoch = state["perm"], state["perm_epoch"]
+        self.best = state.get("best")
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["noise"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -240,6 +243,32 @@ class Run:
         if not self.weights_finite():
             raise Diverged("non-finite weights")
         artifacts.save_checkpoint(self.state_dict(), self.dirs.checkpoint)
+
+    def update_best(self, values: dict, epoch: int) -> None:
+        """Keep checkpoints/best.pt: G and D (plain tensors, like last.pt) of the evaluation
+        with the best ``fid.best_metric`` so far; NaN never wins, ties keep the earlier."""
+        if "fid" not in self.cfg or str(self.cfg.fid.extractor) == "none":
+            return
+        key, lower = evaluation.direction_key(self.cfg.fid)
+        if key not in values or not evaluation.is_better(
+                values[key], self.best["value"] if self.best else None, lower):
+            return
+        metric_values = {k: v for k, v in values.items()
+                         if k.endswith("_" + str(self.cfg.fid.extractor))}
+        self.best = {"metric": key, "lower_is_better": lower, "value": values[key],
+                     "epoch": epoch, "step": self.counters.step - 1, "values": metric_values}
+        artifacts.save_checkpoint({"generator": self.g.state_dict(),
+                                   "discriminator": self.d.state_dict(), "best": self.best,
+                                   "fingerprint": fingerprint(self.cfg)},
+                                  self.dirs.root / "checkpoints" / "best.pt")
+
+    def best_summary(self) -> dict:
+        """best_epoch, best_step, best_metric and best_<metric key> for summary.json."""
+        if not self.best:
+            return {}
+        return {"best_epoch": self.best["epoch"], "best_step": self.best["step"],
+                "best_metric": self.best["metric"],
+                **{f"best_{k}": v for k, v in self.best["values"].items()}}
 
     def resume(self) -> bool:
         """Continue from checkpoints/last.pt when trainer.resume=auto and one exists."""
@@ -295,7 +324,8 @@ class Run:
         except Diverged as exc:
             log.warning("%s diverged: %s; last good checkpoint and samples kept", self.cfg.name, exc)
             return self.write_status("diverged", error=str(exc), diverged_at=vars(c).copy(),
-                                     last_sample=self.last_sample(), objective=math.inf)
+                                     last_sample=self.last_sample(), objective=math.inf,
+                                     **self.best_summary())
         except Interrupted as exc:
             self.write_status("interrupted", error=str(exc), last_sample=self.last_sample())
             raise
@@ -307,8 +337,10 @@ class Run:
         with isolated_rng(self.device):
             final = self.final_samples()
             results = self.evaluate()
+        self.update_best(results, c.epoch - 1)  # the final G competes for best.pt too
+        self.save_checkpoint()  # last.pt records that best, for a later longer resume
         return self.write_status(
-            "ok", **results, last_sample=self.last_sample(),
+            "ok", **results, **self.best_summary(), last_sample=self.last_sample(),
             final_sample=str(final.relative_to(self.dirs.root)),
             seconds_per_step_median=(statistics.median(self.step_times)
                                      if self.step_times else None))
@@ -365,7 +397,8 @@ class Run:
                 with isolated_rng(self.device):  # evaluation never draws from training streams
                     row = fid.epoch_metrics(self)
                 if row is not None:
-                    metrics.write(row)  # FID every fid.every_epochs epochs
+                    metrics.write(row)  # every metric every fid.every_epochs epochs
+                    self.update_best(row, row["epoch"])
 
     def _install_signal_handlers(self) -> dict:
         """SIGTERM (cluster pre-emption, kill) and SIGINT stop at the next batch boundary."""
@@ -409,6 +442,9 @@ class Run:
         details = result.get("fid", {})
         if "floor" in details:  # the real-data floor of the same metric, for the table
             result[f"floor_{details['extractor']}"] = details["floor"]
+        for key, value in details.get("floors", {}).items():  # floor_kid_lenet, ...
+            if not key.startswith("fid_"):
+                result[f"floor_{key}"] = value
         return result
 
 
