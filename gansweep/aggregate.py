@@ -235,7 +235,7 @@ def mixture_findings(frame: pd.DataFrame) -> list[str]:
 
 # ----------------------------------------------------------------------------- pictures
 def plot_curves(job: Path) -> Path | None:
-    """curves.png: d_loss, g_loss, eps and (if logged) FID over training steps."""
+    """curves.png: d_loss, g_loss, eps and (if logged) every metric over training steps."""
     path = job / "metrics.jsonl"
     if not path.exists():
         return None
@@ -254,7 +254,8 @@ def plot_curves(job: Path) -> Path | None:
 
     frame = pd.DataFrame(rows)
     panels = [c for c in ("d_loss", "g_loss", "eps") if c in frame and frame[c].notna().any()]
-    panels += [c for c in frame.columns if c.startswith("fid_") and frame[c].notna().any()]
+    panels += [c for c in frame.columns  # every evaluation metric logged (fid.every_epochs)
+               if c.startswith(grouping.METRIC_PREFIXES) and frame[c].notna().any()]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True,
                              squeeze=False)
     for ax, column in zip(axes[:, 0], panels):

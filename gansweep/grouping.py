@@ -78,7 +78,8 @@ def group_seeds(frame: pd.DataFrame, primary: str | None) -> pd.DataFrame:
         ok = members[members["status"] == "ok"]
         row = dict(zip(settings, key))
         label = [str(row.get("name", "-"))] + [f"{c[6:]}={row[c]}" for c in settings
-                                               if c.startswith("param:")]
+                                               if c.startswith("param:")
+                                               and row[c] != row.get("name")]
         row.update({"group": " ".join(label),
                     "seeds": ",".join(str(_key(s)) for s in members.get("seed", [])),
                     "jobs": len(members), "ok": len(ok), "paths": ";".join(members["path"]),

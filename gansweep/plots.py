@@ -71,6 +71,7 @@ def metric_curves(groups: pd.DataFrame, metrics: list[str], out_dir: Path) -> li
             better = "lower" if lower_is_better(metric) else "higher"
             ax.set(xlabel="epochs trained", ylabel=metric,
                    title=f"{metric} ({better} is better): mean over seeds, band min-max")
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             fig.tight_layout()
