@@ -447,7 +447,6 @@ def _cmd_ref(args) -> int:
 def _cmd_floor(args) -> int:
     result = floor(args.extractor, args.num_samples, args.limit, args.root, args.cache_dir,
                    _device(args.device), progress=True)
-    print(json.dumps(result, indent=2))
     if args.metrics:  # KID, precision/recall, density/coverage of the same real images
         from omegaconf import OmegaConf
 
@@ -458,7 +457,9 @@ def _cmd_floor(args) -> int:
                     "ref_limit": args.limit, "cache_dir": args.cache_dir,
                     "batch_size": args.batch_size, "fetch": True,
                     "metrics": args.metrics.split(","), "ref_features": args.ref_features}})
-        print(json.dumps(evaluation.floor(cfg, _device(args.device)), indent=2))
+        floors = evaluation.floor(cfg, _device(args.device))
+        result = {**result, "metrics": {k: v for k, v in floors.items() if k != "details"}}
+    print(json.dumps(result, indent=2))
     return 0
 
 
