@@ -8,6 +8,10 @@ for a job whose process died without a word (resumable), ``missing`` for a job d
 without a summary. Writes, into the (first) dir: ``table.csv``, ``table.md`` (sample grids
 linked), ``table.html`` (self-contained, images embedded, click a header to sort),
 ``montage.png`` (final grids side by side, labelled) and each job's ``curves.png``.
+Rows that differ only in seed are grouped (``gansweep.grouping``: mean, std, n, 95%
+Student-t interval per metric, ranks with ties): ``table_groups.csv``, the first section of
+``table.md``/``table.html`` (per-seed rows below, behind a toggle in the HTML), and the
+sweep's ``curves_<metric>.png`` and ``precision_recall.png`` (``gansweep.plots``).
 Runs automatically at the end of every multirun (``AggregateCallback``).
 """
 
@@ -28,6 +32,8 @@ import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
 from PIL import Image, ImageDraw
+
+from gansweep import grouping, plots
 
 # Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.mixtures).
 MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform")
@@ -164,7 +170,8 @@ def job_row(job: Path) -> dict[str, Any]:
         if differs:  # another configuration than the seed's row: no seed FID beside it
             row["seed_fid_inception"] = None
     for key, value in s.items():  # every FID the run computed, one column per extractor
-        if (key.startswith(("fid_", "floor_")) or key in MIXTURE_METRICS) and \
+        if (key.startswith(("fid_", "floor_", "best_") + grouping.METRIC_PREFIXES)
+                or key in MIXTURE_METRICS) and \
                 isinstance(value, (int, float)):
             row[key] = value
     return row
@@ -270,7 +277,7 @@ def mixture_findings(frame: pd.DataFrame) -> list[str]:
 
 # ----------------------------------------------------------------------------- pictures
 def plot_curves(job: Path) -> Path | None:
-    """curves.png: d_loss, g_loss, eps and (if logged) FID over training steps."""
+    """curves.png: d_loss, g_loss, eps and (if logged) every metric over training steps."""
     path = job / "metrics.jsonl"
     if not path.exists():
         return None
@@ -289,7 +296,8 @@ def plot_curves(job: Path) -> Path | None:
 
     frame = pd.DataFrame(rows)
     panels = [c for c in ("d_loss", "g_loss", "eps") if c in frame and frame[c].notna().any()]
-    panels += [c for c in frame.columns if c.startswith("fid_") and frame[c].notna().any()]
+    panels += [c for c in frame.columns  # every evaluation metric logged (fid.every_epochs)
+               if c.startswith(grouping.METRIC_PREFIXES) and frame[c].notna().any()]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True,
                              squeeze=False)
     for ax, column in zip(axes[:, 0], panels):
@@ -342,7 +350,9 @@ DISPLAY = ["job", "name", "gan_type", "dataset", "seed", "d_lr", "d_decay", "g_l
 
 def display_columns(frame: pd.DataFrame) -> list[str]:
     params = [c for c in frame.columns if c.startswith("param:")]
-    fids = sorted(c for c in frame.columns if c.startswith(("fid_", "floor_")))
+    fids = sorted(c for c in frame.columns
+                  if c.startswith(("fid_", "floor_") + grouping.METRIC_PREFIXES))
+    fids += [c for c in ("best_epoch",) if c in frame.columns]
     fids += [c for c in MIXTURE_METRICS if c in frame.columns]
     tail = ["seed_fid_inception", "vs_seed", "rank", "seed_rank", "status", "epochs_done", "batches_done",
             "wall_seconds"]
@@ -400,7 +410,26 @@ def _embed(path: str | None, width: int = 160) -> str:
     return f'<img width="{width}" src="data:image/png;base64,{data}">'
 
 
-def to_html(frame: pd.DataFrame, notes: list[str], title: str) -> str:
+def groups_markdown(groups: pd.DataFrame) -> str:
+    header, body = grouping.display(groups, _fmt)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def groups_html(groups: pd.DataFrame, pictures: list[Path]) -> str:
+    """The seed-grouped table, then the sweep's pictures (curves, precision-recall)."""
+    header, body = grouping.display(groups, _fmt)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                   for cells in body)
+    images = "".join(_embed(str(p), 480) for p in pictures)
+    return (f"<h3>Settings over seeds (mean ± 95% Student-t CI; = marks a rank whose interval "
+            f"overlaps another's)</h3><table><thead><tr>{head}</tr></thead><tbody>{rows}"
+            f"</tbody></table><div>{images}</div>")
+
+
+def to_html(frame: pd.DataFrame, notes: list[str], title: str, grouped: str = "") -> str:
     columns = display_columns(frame)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns + ["sample", "curves"])
     body = []
@@ -419,8 +448,9 @@ def to_html(frame: pd.DataFrame, notes: list[str], title: str) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px;font-size:13px}} th{{cursor:pointer;background:#eee}}</style>
-</head><body><h2>{html.escape(title)}</h2><ul>{notes_html}</ul>
-<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+</head><body><h2>{html.escape(title)}</h2><ul>{notes_html}</ul>{grouped}
+<details{'' if grouped else ' open'}><summary>Per-seed rows (one per job)</summary>
+<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></details>
 <script>{SORT_JS}</script></body></html>
 """
 
@@ -449,16 +479,24 @@ def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
         plot_curves(Path(path))
     notes = findings(frame)
     frame.to_csv(out / "table.csv", index=False)
-    markdown = to_markdown(frame, out)
+    groups = grouping.group_seeds(frame, primary_metric(frame))
+    groups.to_csv(out / "table_groups.csv", index=False)
+    metric_cols = grouping.metric_columns(frame)
+    pictures = plots.metric_curves(groups, metric_cols, out) + plots.precision_recall(groups, out)
+    grouped_md = groups_markdown(groups)
+    markdown = (f"## Settings over seeds\n\n{grouped_md}\n\n## Per seed\n\n"
+                + to_markdown(frame, out))
     (out / "table.md").write_text(markdown + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     montage(frame, out / "montage.png")
-    (out / "table.html").write_text(to_html(frame, notes, f"gansweep: {out}"))
+    (out / "table.html").write_text(to_html(frame, notes, f"gansweep: {out}",
+                                            groups_html(groups, pictures)))
     if echo:
         print(markdown)
         print()
         for note in notes:
             print(f"- {note}")
-        print(f"\nTable: {out / 'table.md'} | {out / 'table.html'} | {out / 'table.csv'}")
+        print(f"\nTable: {out / 'table.md'} | {out / 'table.html'} | {out / 'table.csv'} "
+              f"(per seed) | {out / 'table_groups.csv'} (over seeds)")
     return frame
 
 

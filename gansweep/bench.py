@@ -160,6 +160,46 @@ def fid_throughput(device: torch.device, images: torch.Tensor) -> dict:
     return results
 
 
+def metric_cost(device: torch.device, data_root: str, n: int = 3000,
+                repeats: int = 3) -> dict:
+    """Seconds (wall and process CPU, median of ``repeats``) each evaluation metric adds to
+    one evaluation of ``n`` LeNet feature vectors: the first n MNIST test images as "fakes"
+    against the next n as the reference subset (``gansweep.metrics``); the FID from the same
+    features with pytorch-fid's numerics. 'all' is one ``metrics.compute`` of every metric
+    (they share the dot products, so it costs less than the sum)."""
+    import numpy as np
+
+    from gansweep import fid, metrics
+    from gansweep.data import load_mnist
+
+    images = load_mnist(data_root, "test", 2 * n, log=lambda *a: None).x
+    extractor = fid.load_extractor("lenet", device)
+    feats = extractor.features(images)
+    fake, real = feats[:n], feats[n:]
+    mu, sigma = fid.statistics(real)
+
+    def fid_only():
+        m, s = fid.statistics(fake)
+        fid.frechet_distance(m, s, mu, sigma)
+
+    jobs = {"fid": fid_only}
+    for name in metrics.METRICS[1:]:
+        jobs[name] = lambda name=name: metrics.compute([name], real, fake)
+    jobs["all"] = lambda: (fid_only(), metrics.compute(list(metrics.METRICS[1:]), real, fake))
+    results = {}
+    for name, job in jobs.items():
+        wall, cpu = [], []
+        for _ in range(repeats):
+            w0, c0 = time.perf_counter(), time.process_time()
+            job()
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+        results[name] = {"wall_s": round(statistics.median(wall), 3),
+                         "cpu_s": round(statistics.median(cpu), 3)}
+    return {"samples": n, "feature_dim": int(feats.shape[1]), "per_metric": results,
+            "load_average": list(os.getloadavg())}
+
+
 def rss_probe(overrides: list[str], steps: int) -> dict:
     """Peak RSS of one training run with the FULL MNIST training set, in a child process."""
     command = [sys.executable, "-m", "gansweep.bench", "--rss-probe", "--steps", str(steps),
@@ -270,6 +310,12 @@ def bench(args) -> dict:
         report["full_mnist_rss"] = rss
     if args.fid:
         report["fid_features"] = fid_throughput(device, real_images)
+    if args.metrics:
+        try:
+            report["metric_cost"] = metric_cost(device, args.data_root, args.metric_samples)
+        except Exception as error:  # noqa: BLE001 - an optional part of the bench
+            report["metric_cost"] = {"status": "skipped",
+                                     "reason": f"{type(error).__name__}: {error}"}
     return report
 
 
@@ -311,6 +357,15 @@ def format_table(report: dict) -> str:
             lines.append(f"FID features ({name}): " + (
                 f"{result['images_per_s']} images/s (batch {result['batch']})"
                 if result["status"] == "ok" else f"skipped ({result['reason']})"))
+    cost = report.get("metric_cost")
+    if cost and "per_metric" in cost:
+        lines += ["", f"Evaluation cost per metric ({cost['samples']} x {cost['feature_dim']} "
+                      "LeNet features, median of 3; 'all' shares the dot products):",
+                  "| metric | wall s | CPU s |", "|---|---|---|"]
+        lines += [f"| {name} | {r['wall_s']:.3f} | {r['cpu_s']:.3f} |"
+                  for name, r in cost["per_metric"].items()]
+    elif cost:
+        lines.append(f"evaluation cost: skipped ({cost['reason']})")
     return "\n".join(lines)
 
 
@@ -332,6 +387,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the full-MNIST peak-RSS child processes")
     parser.add_argument("--rss-steps", type=int, default=3)
     parser.add_argument("--no-fid", dest="fid", action="store_false")
+    parser.add_argument("--no-metrics", dest="metrics", action="store_false",
+                        help="skip the per-metric evaluation cost (KID, PRDC, FID)")
+    parser.add_argument("--metric-samples", type=int, default=3000,
+                        help="samples (and reference features) for the evaluation cost")
     parser.add_argument("--json", default=None,
                         help="where to write the JSON (default outputs/bench/bench_<time>.json)")
     parser.add_argument("-o", "--overrides", nargs="*", default=[],

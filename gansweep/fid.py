@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -316,7 +316,17 @@ def reference_stats(extractor: Extractor, data_root: Path | str, limit: int | No
     """
     key = reference_key(extractor, limit)
     path = _stats_dir(cache_dir) / f"ref_{key}.npz"
-    if path.exists() and (cached := _read_reference(path, extractor.dim)) is not None:
+    return locked_cache(path, lambda p: _read_reference(p, extractor.dim),
+                        lambda: _compute_reference(extractor, data_root, limit, fetch_data,
+                                                   progress, path))
+
+
+def locked_cache(path: Path, read: Callable[[Path], Any], compute: Callable[[], Any]) -> Any:
+    """What ``read(path)`` gives for a published cache file, else ``compute()`` (which
+    publishes ``path``) under the file's lock (``<file>.lock``): of several processes on a
+    cold cache one computes, the others wait and then read. ``read`` returns None for a
+    corrupt file (after naming it in a warning), which is then recomputed."""
+    if path.exists() and (cached := read(path)) is not None:
         return cached
     lock = FileLock(path.with_name(path.name + ".lock"), thread_local=False)
     try:
@@ -325,9 +335,9 @@ def reference_stats(extractor: Extractor, data_root: Path | str, limit: int | No
         log.info("another process is computing %s; waiting for it (lock %s)", path, lock.lock_file)
         lock.acquire()
     try:
-        if path.exists() and (cached := _read_reference(path, extractor.dim)) is not None:
+        if path.exists() and (cached := read(path)) is not None:
             return cached  # published by the process we waited for
-        return _compute_reference(extractor, data_root, limit, fetch_data, progress, path)
+        return compute()
     finally:
         lock.release()
 
@@ -432,57 +442,65 @@ def generate(g: torch.nn.Module, cfg, device: torch.device, n: int, seed: int,
 
 
 def evaluate(g: torch.nn.Module, cfg, device: torch.device) -> dict:
-    """FID of ``cfg.fid.num_samples`` samples of G against the cached reference."""
-    fc = cfg.fid
-    name = str(fc.extractor)
-    t0 = time.perf_counter()
-    extractor = load_extractor(name, device, fc.cache_dir, fc.batch_size, fc.fetch)
-    ref = reference_stats(extractor, cfg.dataset.root, fc.ref_limit, fc.cache_dir,
-                          cfg.dataset.fetch, progress=sys.stderr.isatty())
-    samples = generate(g, cfg, device, fc.num_samples, cfg.seed + 2)
-    value = fid_of_images(extractor, samples, ref)
-    return {metric_name(name): value, "extractor": name, "weights": extractor.tag,
-            "arithmetic": f"{extractor.device.type}-{precision(extractor.device)}",
-            "num_samples": fc.num_samples, "ref_limit": fc.ref_limit,
-            "ref_count": ref[2]["count"], "seconds": round(time.perf_counter() - t0, 2)}
+    """Every metric of ``fid.metrics`` (FID, KID, precision/recall, density/coverage) on one
+    set of ``cfg.fid.num_samples`` samples of G (``gansweep.evaluation``): {key: value, ...,
+    'details': {...}}."""
+    from gansweep import evaluation  # late: evaluation imports this module
+
+    return evaluation.evaluate(lambda n: generate(g, cfg, device, n, cfg.seed + 2), cfg, device)
 
 
 def final_metrics(run) -> dict:
-    """Summary entries for a finished ``trainer.Run``: ``fid_<extractor>``, ``objective``
-    (the same FID, what the Hydra main returns to sweepers) and ``fid`` (details, with the
-    real-data floor when it is already cached). Empty when ``fid.extractor=none``."""
+    """Summary entries for a finished ``trainer.Run``: one per metric (``fid_<extractor>``,
+    ``kid_<extractor>``, ...), ``objective`` (``fid.objective``'s value, negated when it is
+    maximised: what the Hydra main returns to sweepers), ``objective_metric``, and ``fid``
+    (details, with the real-data floors when already cached). Empty when
+    ``fid.extractor=none``."""
+    from gansweep import evaluation
+
     cfg = run.cfg
     if "fid" not in cfg or str(cfg.fid.extractor) == "none":
         return {}
     name = metric_name(str(cfg.fid.extractor))
+    objective_metric = evaluation.metric_key(str(cfg.fid.get("objective") or "fid"),
+                                             str(cfg.fid.extractor))
     try:
         result = evaluate(run.g, cfg, run.device)
     except FIDError as exc:  # degenerate samples: the run itself is still complete
         log.error("%s failed: %s", name, exc)
         return {name: float("nan"), "objective": float("nan"),
+                "objective_metric": objective_metric,
                 "fid": {"extractor": str(cfg.fid.extractor), "error": str(exc)}}
-    log.info("%s = %.4f (%d samples vs %d reference images)", name, result[name],
-             result["num_samples"], result["ref_count"])
-    cached = floor(result["extractor"], cfg.fid.num_samples, cfg.fid.ref_limit,
-                   cfg.dataset.root, cfg.fid.cache_dir, run.device, compute=False)
-    if cached:
-        result["floor"] = cached[name]
-    return {name: result[name], "objective": result[name], "fid": result}
+    details = result.pop("details")
+    log.info("%s (%d samples vs %d reference images)",
+             ", ".join(f"{k} = {v:.4g}" for k, v in result.items()), details["num_samples"],
+             details["ref_count"])
+    if name in result:
+        cached = floor(details["extractor"], cfg.fid.num_samples, cfg.fid.ref_limit,
+                       cfg.dataset.root, cfg.fid.cache_dir, run.device, compute=False)
+        if cached:
+            details["floor"] = cached[name]
+    floors = evaluation.floor(cfg, run.device, compute=False)
+    if floors:  # the other metrics' real-vs-real values, keyed like the metrics
+        details["floors"] = {k: v for k, v in floors.items() if k != "details"}
+    return {**result, "objective": evaluation.objective(result, cfg.fid),
+            "objective_metric": objective_metric, "fid": details}
 
 
 def epoch_metrics(run) -> dict | None:
-    """A metrics.jsonl row with the FID after every ``fid.every_epochs`` epochs, else None."""
+    """A metrics.jsonl row with every metric after every ``fid.every_epochs`` epochs, else
+    None."""
     cfg = run.cfg
     if "fid" not in cfg or str(cfg.fid.extractor) == "none" or not cfg.fid.every_epochs:
         return None
     epoch = run.counters.epoch  # epochs completed
     if epoch % cfg.fid.every_epochs or epoch >= cfg.trainer.epochs:
-        return None  # the last epoch's FID goes into summary.json
+        return None  # the last epoch's metrics go into summary.json
     result = evaluate(run.g, cfg, run.device)
-    name = metric_name(str(cfg.fid.extractor))
+    details = result.pop("details")
     # logged as the epoch's last batch, so a resume from the next checkpoint keeps the row
-    return {"epoch": epoch - 1, "step": run.counters.step - 1, name: result[name],
-            "fid_num_samples": result["num_samples"]}
+    return {"epoch": epoch - 1, "step": run.counters.step - 1, **result,
+            "fid_num_samples": details["num_samples"]}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -512,6 +530,18 @@ def _cmd_ref(args) -> int:
 def _cmd_floor(args) -> int:
     result = floor(args.extractor, args.num_samples, args.limit, args.root, args.cache_dir,
                    _device(args.device), progress=True)
+    if args.metrics:  # KID, precision/recall, density/coverage of the same real images
+        from omegaconf import OmegaConf
+
+        from gansweep import evaluation
+        cfg = OmegaConf.create({
+            "dataset": {"root": args.root, "fetch": True},
+            "fid": {"extractor": args.extractor, "num_samples": args.num_samples,
+                    "ref_limit": args.limit, "cache_dir": args.cache_dir,
+                    "batch_size": args.batch_size, "fetch": True,
+                    "metrics": args.metrics.split(","), "ref_features": args.ref_features}})
+        floors = evaluation.floor(cfg, _device(args.device))
+        result = {**result, "metrics": {k: v for k, v in floors.items() if k != "details"}}
     print(json.dumps(result, indent=2))
     return 0
 
@@ -574,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("floor", parents=[common],
                        help="FID of real held-out test images vs the reference")
     p.add_argument("--num-samples", type=int, default=3000)
+    p.add_argument("--metrics", default="fid,kid,precision,recall,density,coverage",
+                   help="also these metrics' floors (as fid.metrics; '' for the FID only)")
+    p.add_argument("--ref-features", type=int, default=10000,
+                   help="as fid.ref_features: seeded real subset for the non-FID metrics")
     p = sub.add_parser("fetch-weights", help="obtain and verify the Inception weights")
     p.add_argument("--cache-dir", default=None)
     p = sub.add_parser("train-classifier", help="train the LeNet shipped for fid_lenet")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -236,6 +236,17 @@ class FidConfig:
     quantize: bool = True
     cache_dir: str = "~/.cache/gansweep"
     fetch: bool = True
+    # gansweep.evaluation: which metrics, their reference subset, the best checkpoint, objective
+    metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision", "recall",
+                                                        "density", "coverage"])
+    ref_features: int = 10000
+    ref_seed: int = 0
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+    dc_k: int = 5
+    best_metric: str = "fid"
+    objective: str = "fid"
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts, fid
+from gansweep import artifacts, evaluation, fid
 from gansweep.data import load_dataset
 from gansweep.device import (StepClock, configure_backends, memory_report, precision,
                              resolve_device, select)
@@ -210,6 +210,7 @@ class Run:
         self.stop_signal: int | None = None
         self.wall = time.monotonic  # the checkpoint_minutes clock (replaceable in tests)
         self.last_checkpoint = self.wall()
+        self.best: dict | None = None  # the best evaluation so far (fid.best_metric)
         per_epoch = len(self.data) // cfg.trainer.batch_size  # the seed drops the last partial batch
         cap = cfg.trainer.max_batches_per_epoch
         self.batches_per_epoch = min(per_epoch, cap) if cap else per_epoch
@@ -257,6 +258,7 @@ class Run:
             # the noise generator's state only fits a generator of the same device type
             "device_type": self.device.type, "precision": self.precision,
             "config": plain_config(self.cfg),
+            "best": self.best,  # so a resumed run keeps comparing against the right best
         }
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -271,6 +273,7 @@ class Run:
         perm = state["perm"]
         self.perm = perm.to(self.device) if perm is not None else None
         self.perm_epoch = state["perm_epoch"]
+        self.best = state.get("best")
         # RNG states are CPU ByteTensors whatever the device (set_rng_state refuses others)
         rng = {name: value.cpu() for name, value in state["rng"].items()}
         torch.set_rng_state(rng["torch"])
@@ -303,6 +306,32 @@ class Run:
                 f"trainer.device={saved_type}"
                 + (" trainer.tf32=true" if saved_precision == "tf32" else "")
                 + ", or use another output dir (or trainer.resume=never) to start over.")
+
+    def update_best(self, values: dict, epoch: int) -> None:
+        """Keep checkpoints/best.pt: G and D (plain tensors, like last.pt) of the evaluation
+        with the best ``fid.best_metric`` so far; NaN never wins, ties keep the earlier."""
+        if "fid" not in self.cfg or str(self.cfg.fid.extractor) == "none":
+            return
+        key, lower = evaluation.direction_key(self.cfg.fid)
+        if key not in values or not evaluation.is_better(
+                values[key], self.best["value"] if self.best else None, lower):
+            return
+        metric_values = {k: v for k, v in values.items()
+                         if k.endswith("_" + str(self.cfg.fid.extractor))}
+        self.best = {"metric": key, "lower_is_better": lower, "value": values[key],
+                     "epoch": epoch, "step": self.counters.step - 1, "values": metric_values}
+        artifacts.save_checkpoint({"generator": self.g.state_dict(),
+                                   "discriminator": self.d.state_dict(), "best": self.best,
+                                   "fingerprint": fingerprint(self.cfg)},
+                                  self.dirs.root / "checkpoints" / "best.pt")
+
+    def best_summary(self) -> dict:
+        """best_epoch, best_step, best_metric and best_<metric key> for summary.json."""
+        if not self.best:
+            return {}
+        return {"best_epoch": self.best["epoch"], "best_step": self.best["step"],
+                "best_metric": self.best["metric"],
+                **{f"best_{k}": v for k, v in self.best["values"].items()}}
 
     def resume(self) -> bool:
         """Continue from checkpoints/last.pt when trainer.resume=auto and one exists."""
@@ -371,7 +400,8 @@ class Run:
         except Diverged as exc:
             log.warning("%s diverged: %s; last good checkpoint and samples kept", self.cfg.name, exc)
             return self.write_status("diverged", error=str(exc), diverged_at=vars(c).copy(),
-                                     last_sample=self.last_sample(), objective=math.inf)
+                                     last_sample=self.last_sample(), objective=math.inf,
+                                     **self.best_summary())
         except Interrupted as exc:
             self.write_status("interrupted", error=str(exc), last_sample=self.last_sample())
             raise
@@ -393,8 +423,10 @@ class Run:
             raise
         finally:
             self._restore_signal_handlers(handlers)
+        self.update_best(results, c.epoch - 1)  # the final G competes for best.pt too
+        self.save_checkpoint()  # last.pt records that best, for a later longer resume
         return self.write_status(
-            "ok", **results, last_sample=self.last_sample(),
+            "ok", **results, **self.best_summary(), last_sample=self.last_sample(),
             final_sample=str(final.relative_to(self.dirs.root)),
             seconds_per_step_median=(statistics.median(self.step_times)
                                      if self.step_times else None))
@@ -470,7 +502,8 @@ class Run:
                 with isolated_rng(self.device):  # evaluation never draws from training streams
                     row = fid.epoch_metrics(self)
                 if row is not None:
-                    metrics.write(row)  # FID every fid.every_epochs epochs
+                    metrics.write(row)  # every metric every fid.every_epochs epochs
+                    self.update_best(row, row["epoch"])
 
     @staticmethod
     def _stop_now(signum, frame) -> None:
@@ -520,6 +553,9 @@ class Run:
         details = result.get("fid", {})
         if "floor" in details:  # the real-data floor of the same metric, for the table
             result[f"floor_{details['extractor']}"] = details["floor"]
+        for key, value in details.get("floors", {}).items():  # floor_kid_lenet, ...
+            if not key.startswith("fid_"):
+                result[f"floor_{key}"] = value
         return result
 
 

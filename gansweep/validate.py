@@ -102,7 +102,29 @@ def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
         _require(fid.batch_size >= 1, "fid.batch_size", fid.batch_size, "must be >= 1")
         _require(fid.every_epochs is None or fid.every_epochs >= 1, "fid.every_epochs",
                  fid.every_epochs, "must be >= 1 or null (only at the end)")
+        _validate_metrics(fid)
     if dataset_size is not None:
         _require(trainer.batch_size <= dataset_size, "trainer.batch_size", trainer.batch_size,
                  f"must be <= the {dataset_size} training samples available "
                  "(raise dataset.limit or lower the batch size)")
+
+
+def _validate_metrics(fid) -> None:
+    """fid.metrics, best_metric and objective name known metrics; sizes fit the k's."""
+    from gansweep.metrics import METRICS
+
+    names = [str(m) for m in (fid.get("metrics") or [])]
+    allowed = ", ".join(METRICS)
+    bad = [m for m in names if m not in METRICS]
+    _require(not bad and names, "fid.metrics", names, f"must be a non-empty list of: {allowed}")
+    for key in ("best_metric", "objective"):
+        value = str(fid.get(key) or "fid")
+        _require(value in names, f"fid.{key}", value, f"must be one of fid.metrics ({names})")
+    if set(names) - {"fid"}:
+        k = max(fid.get("pr_k", 3), fid.get("dc_k", 5))
+        for key in ("pr_k", "dc_k", "kid_subsets"):
+            _require(fid.get(key, 1) >= 1, f"fid.{key}", fid.get(key), "must be >= 1")
+        _require(fid.get("kid_subset_size", 1000) >= 2, "fid.kid_subset_size",
+                 fid.get("kid_subset_size"), "must be >= 2")
+        _require(fid.get("ref_features", 10000) > k, "fid.ref_features", fid.get("ref_features"),
+                 f"must be > {k} (the largest of fid.pr_k/fid.dc_k)")

@@ -239,7 +239,7 @@ def test_bench_end_to_end(mnist_root, tmp_path, capsys):
     bench.main(["--steps", "2", "--warmup", "1", "--batch-size", "16", "--limit", "64",
                 "--gan-types", "coulomb",
                 "--data-root", str(mnist_root), "--device", "cpu", "--no-rss", "--peak-size", "256",
-                "--json", str(out)])
+                "--metric-samples", "200", "--json", str(out)])
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"coulomb/reference", "coulomb/fast"}
     for row in report["results"].values():
@@ -251,6 +251,11 @@ def test_bench_end_to_end(mnist_root, tmp_path, capsys):
     assert "fid_features" in report
     fast, ref = report["results"]["coulomb/fast"], report["results"]["coulomb/reference"]
     assert fast["gflop_per_step"] < ref["gflop_per_step"]  # the fold does fewer flops
+    cost = report["metric_cost"]  # evaluation cost per metric
+    assert set(cost["per_metric"]) == {"fid", "kid", "precision", "recall", "density",
+                                       "coverage", "all"}
+    assert cost["samples"] == 200 and all(r["cpu_s"] > 0 for r in cost["per_metric"].values())
     printed = capsys.readouterr().out
     assert "| coulomb | fast |" in printed and "loop s/step = median + logging" in printed
+    assert "| kid |" in printed
     assert "max_memory_allocated_mb" not in report  # CUDA only

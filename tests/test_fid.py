@@ -247,7 +247,9 @@ def test_cli_ref_and_floor(mnist_root, tmp_path, capsys):
     assert fid.main(["ref", *common]) == 0
     assert "img/s (measured on the first batch)" in capsys.readouterr().err
     assert fid.main(["floor", *common, "--num-samples", "200"]) == 0
-    assert json.loads(capsys.readouterr().out)["num_samples"] == 200
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_samples"] == 200
+    assert set(out["metrics"]) >= {"kid_lenet", "precision_lenet", "coverage_lenet"}
 
 
 # ----------------------------------------------------------------------------- configs, runs
