@@ -307,15 +307,16 @@ class Run:
                 + (" trainer.tf32=true" if saved_precision == "tf32" else "")
                 + ", or use another output dir (or trainer.resume=never) to start over.")
 
-    def update_best(self, values: dict, epoch: int) -> None:
+    def update_best(self, values: dict, epoch: int) -> bool:
         """Keep checkpoints/best.pt: G and D (plain tensors, like last.pt) of the evaluation
-        with the best ``fid.best_metric`` so far; NaN never wins, ties keep the earlier."""
+        with the best ``fid.best_metric`` so far; NaN never wins, ties keep the earlier.
+        True when this evaluation became the best."""
         if "fid" not in self.cfg or str(self.cfg.fid.extractor) == "none":
-            return
+            return False
         key, lower = evaluation.direction_key(self.cfg.fid)
         if key not in values or not evaluation.is_better(
                 values[key], self.best["value"] if self.best else None, lower):
-            return
+            return False
         metric_values = {k: v for k, v in values.items()
                          if k.endswith("_" + str(self.cfg.fid.extractor))}
         self.best = {"metric": key, "lower_is_better": lower, "value": values[key],
@@ -324,6 +325,7 @@ class Run:
                                    "discriminator": self.d.state_dict(), "best": self.best,
                                    "fingerprint": fingerprint(self.cfg)},
                                   self.dirs.root / "checkpoints" / "best.pt")
+        return True
 
     def best_summary(self) -> dict:
         """best_epoch, best_step, best_metric and best_<metric key> for summary.json."""
@@ -423,8 +425,8 @@ class Run:
             raise
         finally:
             self._restore_signal_handlers(handlers)
-        self.update_best(results, c.epoch - 1)  # the final G competes for best.pt too
-        self.save_checkpoint()  # last.pt records that best, for a later longer resume
+        if self.update_best(results, c.epoch - 1):  # the final G competes for best.pt too
+            self.save_checkpoint()  # last.pt records that best, for a later longer resume
         return self.write_status(
             "ok", **results, **self.best_summary(), last_sample=self.last_sample(),
             final_sample=str(final.relative_to(self.dirs.root)),
