@@ -92,6 +92,13 @@ def _first_difference(a: list, b: list) -> str:
     return f"{len(a)} rows vs {len(b)}"
 
 
+def job_dir(sweep: Path, job: str) -> Path:
+    """The sweep's dir of ``job`` (``<num>_<name>``): dirs carry the config's hash after it."""
+    found = [p for p in sweep.glob(f"{job}_*") if p.is_dir()]
+    assert len(found) == 1, (job, sorted(p.name for p in sweep.iterdir()))
+    return found[0]
+
+
 @pytest.fixture(scope="module")
 def alone(mnist_root, tmp_path_factory) -> dict:
     """The job run alone in a fresh process: the reference every other placement must match."""
@@ -115,7 +122,7 @@ def test_multirun_job_matches_the_job_alone_at_any_position(mnist_root, tmp_path
                  f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in (f"0_{PRESET}", f"2_{PRESET}"):
-        assert_same_run(alone, sweep / job)
+        assert_same_run(alone, job_dir(sweep, job))
 
 
 @pytest.mark.slow
@@ -129,11 +136,11 @@ def test_joblib_worker_that_ran_other_jobs_matches_the_job_alone(mnist_root, tmp
                  "+hydra.callbacks.pid_probe._target_=jobprobe.PidProbe",
                  f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    pids = {job: (sweep / job / "pid.txt").read_text()
+    pids = {job: (job_dir(sweep, job) / "pid.txt").read_text()
             for job in ("0_seed_standard", "1_seed_coulomb_2", f"2_{PRESET}")}
     assert os.getpid() != int(pids[f"2_{PRESET}"])
     assert pids[f"2_{PRESET}"] in (pids["0_seed_standard"], pids["1_seed_coulomb_2"]), pids
-    assert_same_run(alone, sweep / f"2_{PRESET}")
+    assert_same_run(alone, job_dir(sweep, f"2_{PRESET}"))
 
 
 @pytest.mark.slow
@@ -176,6 +183,7 @@ def test_job_without_a_thread_count_gets_the_process_default_back(mnist_root, tm
                  "trainer.epochs=1", "trainer.max_batches_per_epoch=1", "fid=none",
                  f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    logs = {job.name: (job / "train.log").read_text() for job in sorted(sweep.glob("*_*"))}
+    logs = {job: (job_dir(sweep, job) / "train.log").read_text()
+            for job in (f"0_{PRESET}", f"1_{PRESET}")}
     assert "(1 torch threads)" in logs[f"0_{PRESET}"]
     assert f"({default} torch threads)" in logs[f"1_{PRESET}"], logs[f"1_{PRESET}"][-500:]
