@@ -167,17 +167,24 @@ class OutputDirError(RuntimeError):
     """The run's output dir cannot be written."""
 
 
-def ensure_writable(root: Path) -> None:
+def write_probe(root: Path) -> OSError | None:
+    """None if ``root`` can be created and written to, else the OSError that says why."""
     probe = root / ".write-probe"
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
+        return exc
+    return None
+
+
+def ensure_writable(root: Path) -> None:
+    if (exc := write_probe(root)) is not None:
         raise OutputDirError(
             f"output dir {root} is not writable ({exc.strerror or exc}). Fix: free space or "
             "permissions there, or choose another with hydra.run.dir=... / hydra.sweep.dir=..."
-        ) from exc
+        ) from None
 
 
 class RunLocked(RuntimeError):

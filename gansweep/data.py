@@ -232,12 +232,9 @@ SOURCES: dict[str, Callable[[Path, Path], dict[str, bytes]]] = {
 
 
 def _require_writable(root: Path) -> None:
-    probe = root / ".write-probe"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
+    from gansweep.artifacts import write_probe  # late: keeps `gansweep-data` imports light
+
+    if (exc := write_probe(root)) is not None:
         raise DataError(
             f"MNIST is not in dataset.root={root}, and that folder is not writable "
             f"({exc.strerror or exc}), so it cannot be fetched there. Fix: point dataset.root "
