@@ -152,3 +152,13 @@ def memory_report(device: torch.device) -> dict:
         return {}
     return {"max_memory_allocated_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
             "max_memory_reserved_mb": round(torch.cuda.max_memory_reserved(device) / 2**20, 1)}
+
+
+def isolated_rng(device: torch.device):
+    """A context in which random draws leave the training streams untouched.
+
+    Evaluation, pictures and model loading run inside it, so a run's Dropout masks and
+    initialisations do not depend on whether (or how often) an FID was computed or an
+    extractor was built earlier in the same process (a multirun, a joblib worker)."""
+    devices = [device] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)

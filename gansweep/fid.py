@@ -43,7 +43,7 @@ from filelock import FileLock, Timeout
 from scipy import linalg
 
 from gansweep.data import MNIST_MD5, SPLIT_FILES, load_mnist
-from gansweep.device import configure_backends, precision, resolve_device
+from gansweep.device import configure_backends, isolated_rng, precision, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def load_extractor(name: str, device: torch.device | str = "cpu",
     if key not in _EXTRACTORS:
         # building a network initialises its layers from the global RNG before the weights
         # are loaded: fork it, so loading an extractor never shifts a training run's streams
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with isolated_rng(device):
             _EXTRACTORS[key] = _build_extractor(name, device, cache_dir, fetch)
     extractor = _EXTRACTORS[key]
     if batch_size:

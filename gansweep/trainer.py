@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts, evaluation, fid
 from gansweep.data import load_dataset
-from gansweep.device import (StepClock, configure_backends, memory_report, precision,
+from gansweep.device import (StepClock, configure_backends, isolated_rng, memory_report, precision,
                              resolve_device, select)
 from gansweep.loggers import build_logger
 from gansweep.mixtures import build_mixture, mode_metrics, scatter
@@ -67,16 +67,6 @@ def sample_generator(g: torch.nn.Module, noise_cfg: DictConfig, latent_dim: int,
         chunks.append(g(z))
     g.train(was_training)
     return torch.cat(chunks)
-
-
-def isolated_rng(device: torch.device):
-    """A context in which random draws leave the training streams untouched.
-
-    Evaluation, pictures and model loading run inside it, so a run's Dropout masks and
-    initialisations do not depend on whether (or how often) an FID was computed or an
-    extractor was built earlier in the same process (a multirun, a joblib worker)."""
-    devices = [device] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=devices)
 
 
 @dataclass
