@@ -52,6 +52,14 @@ def save_grid(images: torch.Tensor, path: Path) -> Path:
     return path
 
 
+class ImageGrid:
+    """The image datasets' visualiser: a grid PNG of the samples (``save_grid``). Visualisers
+    take the samples, the path and keyword context (real data, kernel, step, title)."""
+
+    def __call__(self, samples: torch.Tensor, path: Path, **context) -> Path:
+        return save_grid(samples, path)
+
+
 def read_grid(path: Path) -> np.ndarray:
     return np.array(Image.open(path))  # a writable copy
 

@@ -74,12 +74,12 @@ class Stepper:
         self.batch = int(self.cfg.trainer.batch_size)
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from gansweep.step import train_step
+
         run = self.run
         index = torch.randint(len(run.data), (self.batch,), generator=run.generator,
                               device=run.device)
-        fakes = run.predict_fakes(run.noise())
-        d_loss = run.d_step(run.data[index], fakes)
-        g_loss = run.g_step(run.noise())
+        d_loss, g_loss, _ = train_step(run.parts, run.data[index], run.noise, run.counters.step)
         run.counters.step += 1
         return d_loss, g_loss
 
@@ -88,7 +88,7 @@ class Stepper:
         checkpoint write, and their cost per step of ``step_s`` seconds at this config's
         cadences (checkpoints: every checkpoint_every batches, checkpoint_minutes of wall
         clock, or a full-MNIST epoch, whichever comes first)."""
-        from gansweep import artifacts
+        from gansweep import artifacts, checkpoint
 
         run, trainer = self.run, self.cfg.trainer
         metrics = artifacts.MetricsLog(run.dirs.metrics)
@@ -102,7 +102,7 @@ class Stepper:
                 metrics.write({"step": run.counters.step, "d_loss": d_value, "g_loss": g_value})
                 log_times.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                run.save_checkpoint()
+                checkpoint.save(run)
                 checkpoint_times.append(time.perf_counter() - t0)
         finally:
             metrics.close()

@@ -14,6 +14,7 @@ import csv
 import gzip
 import hashlib
 import io
+import logging
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 # md5 of the raw idx bytes (docs/provenance.md, "MNIST"); the contract every source must meet.
 MNIST_MD5 = {
@@ -301,13 +304,24 @@ def load_mnist(root: Path | str, split: str = "train", limit: int | None = None,
     return Dataset(to_unit_range(images), torch.from_numpy(labels.astype(np.int64)), checksum)
 
 
-def load_dataset(cfg, seed: int, log=print) -> Dataset:
-    """The ``dataset`` config group's training set: MNIST, or a 2-D mixture."""
-    if str(cfg.name) == "mnist":
-        return load_mnist(cfg.root, "train", cfg.limit, cfg.fetch, log=log)
-    from gansweep.mixtures import load_mixture
+class MNIST:
+    """``dataset=mnist``: the verified training set, plus how its samples are pictured
+    (``visualizer``) and scored (``evaluator``; null: the ``fid`` group's evaluator).
 
-    return load_mixture(cfg, seed)
+    A dataset config names its class with ``_target_``; the class offers ``load(seed)``
+    returning a ``Dataset``, a ``visualizer`` and an optional ``evaluator`` (gansweep.mixtures
+    has the 2-D ones)."""
+
+    def __init__(self, root: str = "data", fetch: bool = True, limit: int | None = None,
+                 visualizer=None, evaluator=None, name: str = "mnist"):
+        from gansweep.artifacts import ImageGrid
+
+        self.name, self.root, self.fetch, self.limit = name, root, fetch, limit
+        self.visualizer = visualizer or ImageGrid()
+        self.evaluator = evaluator
+
+    def load(self, seed: int) -> Dataset:
+        return load_mnist(self.root, "train", self.limit, self.fetch, log=log.info)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -434,9 +434,11 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 def generate(g: torch.nn.Module, cfg, device: torch.device, n: int, seed: int,
              batch_size: int = 500) -> torch.Tensor:
     """``n`` samples of G in inference mode (BatchNorm moving averages), on CPU."""
-    from gansweep.trainer import sample_generator  # late: trainer imports this module
+    from hydra.utils import instantiate
 
-    samples = sample_generator(g, cfg.noise, cfg.model.latent_dim, n, seed, device,
+    from gansweep.noise import sample_generator
+
+    samples = sample_generator(g, instantiate(cfg.noise), cfg.model.latent_dim, n, seed, device,
                                batch_size).float().cpu()
     return quantize(samples) if cfg.fid.get("quantize", True) else samples
 

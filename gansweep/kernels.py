@@ -93,7 +93,8 @@ class PlummerKernel:
     """The ``kernel=plummer`` config group as an object with an eps schedule."""
 
     def __init__(self, dim: int = 3, eps: float = 1.0, eps_half_life: float = 5000.0,
-                 ignore_self_potential: bool = True, impl: str = "reference"):
+                 ignore_self_potential: bool = True, impl: str = "reference",
+                 name: str = "plummer"):
         self.dim, self.eps0, self.half_life = dim, eps, eps_half_life
         self.ignore_self = ignore_self_potential
         self.impl = str(impl)
@@ -104,8 +105,3 @@ class PlummerKernel:
 
     def potential(self, real: torch.Tensor, fake: torch.Tensor, step: int) -> torch.Tensor:
         return self._potential(real, fake, self.eps(step), self.dim, self.ignore_self)
-
-
-def build_kernel(cfg) -> PlummerKernel:
-    return PlummerKernel(cfg.dim, cfg.eps, cfg.eps_half_life, cfg.ignore_self_potential,
-                         str(cfg.get("impl", "reference")))

@@ -44,20 +44,57 @@ def grid(side: int = 5, spacing: float = 2.0, std: float = 0.05) -> Mixture:
     return Mixture(torch.stack([xs.flatten(), ys.flatten()], 1), std)
 
 
-def build_mixture(cfg) -> Mixture:
-    if str(cfg.name) == "ring8":
-        return ring(cfg.modes, cfg.radius, cfg.std)
-    return grid(int(round(math.sqrt(cfg.modes))), cfg.spacing, cfg.std)
+class MixtureDataset:
+    """``dataset=ring8|grid25``: a fixed training set of ``size`` points drawn with the run's
+    seed, pictured by ``visualizer`` (a ``Scatter``) and scored by ``evaluator`` (a
+    ``ModeMetrics``); both come as partials from the YAML and get the mixture here."""
+
+    def __init__(self, name: str = "ring8", size: int = 51200, modes: int = 8,
+                 radius: float = 2.0, spacing: float = 2.0, std: float = 0.02,
+                 num_samples: int = 2500, min_per_mode: int = 20, visualizer=None,
+                 evaluator=None):
+        self.name, self.size = str(name), size
+        self.mixture = (ring(modes, radius, std) if self.name == "ring8"
+                        else grid(int(round(math.sqrt(modes))), spacing, std))
+        self.visualizer = (visualizer or Scatter)(mixture=self.mixture, final_count=num_samples)
+        self.evaluator = (evaluator or ModeMetrics)(mixture=self.mixture,
+                                                    num_samples=num_samples,
+                                                    min_per_mode=min_per_mode)
+
+    def load(self, seed: int):
+        """The fixed training set of ``size`` points, drawn with the run's seed."""
+        from gansweep.data import Dataset
+
+        generator = torch.Generator().manual_seed(seed)
+        x, modes = self.mixture.sample(self.size, generator)
+        return Dataset(x, modes, f"{self.name}:seed={seed}:n={self.size}")
 
 
-def load_mixture(cfg, seed: int):
-    """The fixed training set of ``dataset.size`` points, drawn with the run's seed."""
-    from gansweep.data import Dataset
+class ModeMetrics:
+    """The mixtures' evaluator: ``mode_metrics`` of ``num_samples`` generated points, once
+    at the end of training (the same interface as the FID evaluator)."""
 
-    mixture = build_mixture(cfg)
-    generator = torch.Generator().manual_seed(seed)
-    x, modes = mixture.sample(cfg.size, generator)
-    return Dataset(x, modes, f"{cfg.name}:seed={seed}:n={cfg.size}")
+    best_key, lower_is_better, enabled = None, True, True
+    seed_offset = 1  # scores the very points the final scatter shows (noise seed: seed + 1)
+    sample_batch = None  # G's chunk: the run's batch size, as the final scatter's
+
+    def __init__(self, mixture: Mixture, num_samples: int = 2500, min_per_mode: int = 20):
+        self.mixture, self.num_samples, self.min_per_mode = mixture, num_samples, min_per_mode
+
+    def preflight(self) -> None:
+        """Nothing to fetch or check before training."""
+
+    def due(self, epochs_done: int) -> bool:
+        return False  # mode metrics are cheap but were never per-epoch; the end only
+
+    def __call__(self, sample) -> dict:
+        return mode_metrics(sample(self.num_samples), self.mixture, self.min_per_mode)
+
+    def floors(self, compute: bool = False) -> dict:
+        return {}
+
+    def objective(self, values: dict) -> float | None:
+        return None
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -91,6 +128,18 @@ def potential_field(query: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
     k_fake = plummer(squared_distances(query, fake), eps, dim).mean(1)
     k_real = plummer(squared_distances(query, real), eps, dim).mean(1)
     return k_fake - k_real
+
+
+class Scatter:
+    """The mixtures' visualiser: real vs generated points over the Coulomb potential."""
+
+    def __init__(self, mixture: Mixture, final_count: int = 2500):
+        self.mixture = mixture
+        self.final_count = final_count  # points in the final picture (those the metrics score)
+
+    def __call__(self, samples: torch.Tensor, path: Path, *, real: torch.Tensor,
+                 kernel=None, step: int = 0, title: str = "") -> Path:
+        return scatter(real[:1000], samples, path, self.mixture, kernel, step, title)
 
 
 def scatter(real: torch.Tensor, fake: torch.Tensor, path: Path, mixture: Mixture,

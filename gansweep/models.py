@@ -3,7 +3,7 @@
 Each Keras-specific behaviour is a small, separately testable piece:
 ``tf_same_padding`` (TensorFlow's asymmetric 'same'), ``KerasBatchNorm`` (momentum 0.99,
 epsilon 1e-3, any axis, moving statistics per Keras release) and ``keras_init_`` (glorot_uniform
-weights, zero biases). The networks are built from them in ``build_models``.
+weights, zero biases). The networks are built from them by the ``GAN`` subclasses that ``model`` configs name.
 """
 
 from __future__ import annotations
@@ -248,31 +248,64 @@ class MLP(nn.Sequential):
         super().__init__(*blocks, nn.Linear(width, out_dim))
 
 
-def build_mlp(cfg) -> tuple[nn.Module, nn.Module]:
+class GAN(nn.Module):
+    """A generator and its discriminator, built together by one ``model`` config.
+
+    The ``model`` group's YAML names a subclass with ``_target_`` and passes its keys as
+    keyword arguments (``hydra.utils.instantiate``); the trainer uses ``generator``,
+    ``discriminator`` and ``latent_dim``. A user's own architecture is one subclass plus one
+    YAML (README, "Extending").
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, latent_dim: int):
+        super().__init__()
+        self.generator, self.discriminator, self.latent_dim = generator, discriminator, latent_dim
+
+
+class DCGAN(GAN):
+    """``model=dcgan_mnist``: the seed's G and D with Keras 2.1 semantics. ``impl=fast`` is the
+    same network computed faster (``FastGenerator``; D's conv weights channels_last)."""
+
+    def __init__(self, latent_dim: int = 100, impl: str = "reference", bn_axis: str = "keras",
+                 bn_momentum: float = 0.99, bn_epsilon: float = 1e-3,
+                 bn_var_dense: str = "biased", bn_var_conv: str = "unbiased",
+                 bn_zero_debias: bool = True, leaky_slope: float = 0.2, dropout: float = 0.5,
+                 init: str = "keras", name: str = "dcgan_mnist"):
+        fast = str(impl) == "fast"
+        # construction order (G, D, then their initialisation) fixes what torch's global RNG
+        # gives each weight: it is part of "same seed, same numbers"
+        g = (FastGenerator if fast else Generator)(latent_dim, str(bn_axis), bn_momentum,
+                                                   bn_epsilon, str(bn_var_dense),
+                                                   str(bn_var_conv), bn_zero_debias)
+        d = Discriminator(leaky_slope, dropout)
+        if str(init) == "keras":
+            keras_init_(g)
+            keras_init_(d)
+        if fast:  # the same D, its conv weights stored channels_last (layout only)
+            d = d.to(memory_format=torch.channels_last)
+        super().__init__(g, d, latent_dim)
+
+
+class MLPGAN(GAN):
     """``model=mlp``: G with ReLU, D with LeakyReLU and a raw output, for 2-D mixtures."""
-    g = MLP(cfg.latent_dim, cfg.data_dim, cfg.hidden, cfg.layers, nn.ReLU)
-    d = MLP(cfg.data_dim, 1, cfg.hidden, cfg.layers, lambda: nn.LeakyReLU(cfg.leaky_slope))
-    if str(cfg.init) == "keras":
-        keras_init_(g)
-        keras_init_(d)
-    return g, d
+
+    def __init__(self, latent_dim: int = 16, data_dim: int = 2, hidden: int = 128,
+                 layers: int = 3, leaky_slope: float = 0.2, init: str = "keras",
+                 impl: str = "fast", name: str = "mlp"):
+        g = MLP(latent_dim, data_dim, hidden, layers, nn.ReLU)
+        d = MLP(data_dim, 1, hidden, layers, lambda: nn.LeakyReLU(leaky_slope))
+        if str(init) == "keras":
+            keras_init_(g)
+            keras_init_(d)
+        super().__init__(g, d, latent_dim)
 
 
 def build_models(cfg) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for the ``model`` config group."""
-    if str(cfg.name) == "mlp":
-        return build_mlp(cfg)
-    fast = str(cfg.get("impl", "reference")) == "fast"
-    g = (FastGenerator if fast else Generator)(cfg.latent_dim, str(cfg.bn_axis), cfg.bn_momentum,
-                                               cfg.bn_epsilon, str(cfg.bn_var_dense),
-                                               str(cfg.bn_var_conv), cfg.bn_zero_debias)
-    d = Discriminator(cfg.leaky_slope, cfg.dropout)
-    if str(cfg.init) == "keras":
-        keras_init_(g)
-        keras_init_(d)
-    if fast:  # the same D, its conv weights stored channels_last (layout only)
-        d = d.to(memory_format=torch.channels_last)
-    return g, d
+    """(generator, discriminator) of a ``model`` config (any ``_target_``)."""
+    from hydra.utils import instantiate
+
+    gan = instantiate(cfg)
+    return gan.generator, gan.discriminator
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gansweep.kernels import PlummerKernel, build_kernel
+from gansweep.kernels import PlummerKernel
 
 KERAS_EPSILON = 1e-7
 
@@ -41,10 +41,12 @@ STANDARD_LOSSES = {"keras_bce": keras_binary_crossentropy, "logits": bce_with_lo
 
 
 class StandardGAN:
-    name = "standard"
+    """``gan_type=standard``. A GAN type is any class with ``d_targets``, ``d_loss``,
+    ``g_loss`` and ``eps`` that a ``gan_type`` YAML names with ``_target_``."""
 
-    def __init__(self, loss: str = "keras_bce"):
-        self.loss = STANDARD_LOSSES[loss]
+    def __init__(self, loss: str = "keras_bce", name: str = "standard"):
+        self.name = name
+        self.loss = STANDARD_LOSSES[str(loss)]
 
     def d_targets(self, real: torch.Tensor, fake: torch.Tensor, step: int) -> torch.Tensor:
         ones = torch.ones(real.shape[0], 1, device=real.device, dtype=real.dtype)
@@ -62,9 +64,11 @@ class StandardGAN:
 
 
 class CoulombGAN:
-    name = "coulomb"
+    """``gan_type=coulomb``: its YAML passes the ``kernel`` group (``kernel: ${kernel}``),
+    which ``instantiate`` builds first."""
 
-    def __init__(self, kernel: PlummerKernel):
+    def __init__(self, kernel: PlummerKernel, name: str = "coulomb"):
+        self.name = name
         self.kernel = kernel
 
     @torch.no_grad()
@@ -81,7 +85,8 @@ class CoulombGAN:
         return self.kernel.eps(step)
 
 
-def build_objective(gan_cfg, kernel_cfg):
-    if str(gan_cfg.name) == "standard":
-        return StandardGAN(str(gan_cfg.loss))
-    return CoulombGAN(build_kernel(kernel_cfg))
+def build_objective(gan_cfg):
+    """The objective a ``gan_type`` config names (``_target_``), its kernel built with it."""
+    from hydra.utils import instantiate
+
+    return instantiate(gan_cfg)

@@ -71,9 +71,10 @@ class KerasAdam(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
 
 
-def build_optimizers(cfg, generator, discriminator) -> tuple[KerasAdam, KerasAdam]:
-    """(D optimiser, G optimiser): one per compiled Keras model, each with its own counter."""
-    def make(params, side):
-        return KerasAdam(params, lr=side.lr, beta_1=side.beta_1, beta_2=side.beta_2,
-                         epsilon=side.epsilon, decay=side.decay)
-    return make(discriminator.parameters(), cfg.d), make(generator.parameters(), cfg.g)
+def build_optimizers(cfg, generator, discriminator):
+    """(D optimiser, G optimiser): one per compiled Keras model, each with its own counter.
+    ``cfg.d`` and ``cfg.g`` name the optimiser class with ``_target_`` and ``_partial_: true``
+    (the parameters come at run time), so any torch optimiser can take their place."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.d)(discriminator.parameters()), instantiate(cfg.g)(generator.parameters())

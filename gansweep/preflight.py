@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts
-from gansweep.trainer import identity_hash
+from gansweep.checkpoint import identity_hash
 
 log = logging.getLogger(__name__)
 

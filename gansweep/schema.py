@@ -1,19 +1,65 @@
 """Structured-config schemas: the YAML under conf/ and every command-line override are
-validated against these dataclasses (types, allowed choices, no unknown keys).
+checked against these dataclasses: types, allowed choices and unknown keys when Hydra composes
+the config, value ranges in each dataclass's ``__post_init__`` when ``check`` turns the
+config into objects (``OmegaConf.to_object``), once before a job trains. Only checks that
+need run-time data (the dataset's size) are made elsewhere (gansweep.trainer).
 
 Each config-group option's YAML names its schema first in its defaults list, e.g.
-``conf/model/dcgan_mnist.yaml`` starts with ``defaults: [_dcgan_mnist_schema, _self_]``.
-Value ranges (positive learning rates and so on) are checked by ``gansweep.validate``.
+``conf/model/dcgan_mnist.yaml`` starts with ``defaults: [_dcgan_mnist_schema, _self_]``, and
+the class it builds with ``_target_``. A user's own option may leave the schema out.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+MAX_SEED = 2**32 - 3
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range; the message names key, value and fix."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is not allowed: {allowed}. Fix it in the config "
+                         f"or override it, e.g. `{key}=<value>`.")
+
+    def under(self, prefix: str) -> "ConfigError":
+        """The same error for the key as seen from the root (``d.lr`` -> ``optimizer.d.lr``)."""
+        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value,
+                           self.allowed)
+
+
+def require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def positive(obj, *keys: str) -> None:
+    for key in keys:
+        value = getattr(obj, key)
+        require(_finite(value) and value > 0, key, value, "must be a finite number > 0")
+
+
+def at_least_one(obj, *keys: str, null: str | None = None) -> None:
+    """Each key an integer >= 1 (or null, when ``null`` says what null means)."""
+    for key in keys:
+        value = getattr(obj, key)
+        if null is not None and value is None:
+            continue
+        require(value is not None and value >= 1, key, value,
+                "must be an integer >= 1" + (f" or null ({null})" if null else ""))
 
 
 class Choice(str, Enum):
@@ -88,6 +134,7 @@ class Progress(Choice):
 
 @dataclass
 class DCGANConfig:
+    _target_: str = "gansweep.models.DCGAN"
     name: str = "dcgan_mnist"
     impl: Impl = Impl.reference
     latent_dim: int = 100
@@ -101,6 +148,12 @@ class DCGANConfig:
     leaky_slope: float = 0.2
     dropout: float = 0.5
     init: Init = Init.keras
+
+    def __post_init__(self) -> None:
+        positive(self, "bn_epsilon")
+        require(0 <= self.bn_momentum < 1, "bn_momentum", self.bn_momentum, "must be in [0, 1)")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        at_least_one(self, "latent_dim")
 
 
 @dataclass
@@ -119,6 +172,7 @@ class KerasConfig:
 
 @dataclass
 class MLPConfig:
+    _target_: str = "gansweep.models.MLPGAN"
     name: str = "mlp"
     impl: Impl = Impl.fast  # one implementation; selects the kernel's (kernel.impl follows it)
     latent_dim: int = 16
@@ -128,14 +182,28 @@ class MLPConfig:
     leaky_slope: float = 0.2
     init: Init = Init.keras
 
+    def __post_init__(self) -> None:
+        at_least_one(self, "latent_dim", "data_dim", "hidden", "layers")
+
 
 @dataclass
 class AdamConfig:
+    _target_: str = "gansweep.optim.KerasAdam"
+    _partial_: bool = True  # the parameters come at run time
     lr: float = 1e-3
     beta_1: float = 0.5
     beta_2: float = 0.999
     epsilon: float = 1e-7  # K.epsilon() in Keras >= 2.1.3
     decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive(self, "lr")
+        require(_finite(self.decay) and self.decay >= 0, "decay", self.decay,
+                "must be a finite number >= 0")
+        positive(self, "epsilon")
+        for beta in ("beta_1", "beta_2"):
+            value = getattr(self, beta)
+            require(0 <= value < 1, beta, value, "must be in [0, 1)")
 
 
 @dataclass
@@ -147,6 +215,7 @@ class KerasAdamConfig:
 
 @dataclass
 class PlummerConfig:
+    _target_: str = "gansweep.kernels.PlummerKernel"
     name: str = "plummer"
     dim: int = 3
     eps: float = 1.0
@@ -154,19 +223,37 @@ class PlummerConfig:
     ignore_self_potential: bool = True
     impl: Impl = Impl.reference  # conf/kernel/plummer.yaml: ${model.impl}
 
+    def __post_init__(self) -> None:
+        positive(self, "eps", "eps_half_life")
+        require(self.dim >= 3, "dim", self.dim, "must be >= 3 (the Plummer kernel is flat for d <= 2)")
+
 
 @dataclass
-class GanTypeConfig:
+class StandardGanConfig:
+    _target_: str = "gansweep.objectives.StandardGAN"
     name: GanName = GanName.standard
-    loss: StandardLoss = StandardLoss.keras_bce  # standard GAN only
+    loss: StandardLoss = StandardLoss.keras_bce
+
+
+@dataclass
+class CoulombGanConfig:
+    _target_: str = "gansweep.objectives.CoulombGAN"
+    name: GanName = GanName.coulomb
+    kernel: Any = MISSING  # conf/gan_type/coulomb.yaml: ${kernel}, built with the objective
 
 
 @dataclass
 class MnistConfig:
+    _target_: str = "gansweep.data.MNIST"
     name: str = "mnist"
     root: str = "data"
     fetch: bool = True
     limit: Optional[int] = None
+    visualizer: Any = None  # null: an image grid (gansweep.artifacts.ImageGrid)
+    evaluator: Any = None  # null: the `fid` group's evaluator
+
+    def __post_init__(self) -> None:
+        at_least_one(self, "limit", null="all images")
 
 
 class MixtureName(Choice):
@@ -176,6 +263,7 @@ class MixtureName(Choice):
 
 @dataclass
 class MixtureConfig:
+    _target_: str = "gansweep.mixtures.MixtureDataset"
     name: MixtureName = MixtureName.ring8
     size: int = 51200  # training points, drawn once with the run's seed
     modes: int = 8
@@ -184,14 +272,27 @@ class MixtureConfig:
     std: float = 0.02
     num_samples: int = 2500  # generated points scored at the end
     min_per_mode: int = 20  # high-quality points a mode needs to count as covered
+    visualizer: Any = None  # null: gansweep.mixtures.Scatter
+    evaluator: Any = None  # null: gansweep.mixtures.ModeMetrics
+
+    def __post_init__(self) -> None:
+        at_least_one(self, "size", "modes", "num_samples", "min_per_mode")
+        positive(self, "std")
 
 
 @dataclass
 class NoiseConfig:
+    _target_: str = "gansweep.noise.Noise"
     dist: NoiseDist = NoiseDist.uniform
     low: float = -1.0
     high: float = 1.0
     std: float = 1.0  # normal only
+
+    def __post_init__(self) -> None:
+        if self.dist == NoiseDist.uniform:
+            require(self.low < self.high, "low", self.low, f"must be < noise.high={self.high}")
+        else:
+            require(self.std > 0, "std", self.std, "must be > 0")
 
 
 @dataclass
@@ -204,13 +305,26 @@ class TrainerConfig:
     checkpoint_every: Optional[int] = 200  # batches; null = none by count
     checkpoint_minutes: Optional[float] = None  # wall clock; null = none by time
     resume: Resume = Resume.auto
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (checked by gansweep.validate)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (checked below)
     tf32: bool = False  # TF32 matmuls/convolutions on CUDA (faster, not float32)
     deterministic: bool = False  # deterministic CUDA kernels (slower); else cuDNN autotunes
     fake_mode: FakeMode = FakeMode.eval
     log_every: int = 1
     progress: Progress = Progress.auto
     threads: Optional[int] = None  # torch intra-op threads; null = torch's default
+
+    def __post_init__(self) -> None:
+        from gansweep.device import check_device_name
+
+        at_least_one(self, "epochs", "batch_size", "sample_every", "log_every")
+        at_least_one(self, "checkpoint_every", null="not by batch count")
+        minutes = self.checkpoint_minutes
+        require(minutes is None or (_finite(minutes) and minutes > 0), "checkpoint_minutes",
+                minutes, "must be a number > 0 or null (not by time)")
+        at_least_one(self, "max_batches_per_epoch", null="all batches")
+        at_least_one(self, "threads", null="torch's default")
+        problem = check_device_name(str(self.device))
+        require(problem is None, "device", str(self.device), problem)
 
 
 class LoggerName(Choice):
@@ -228,6 +342,7 @@ class LoggerConfig:
 class FidConfig:
     """End-of-run FID (gansweep.fid): generated samples vs MNIST training-set statistics."""
 
+    _target_: str = "gansweep._legacy_fid.FidEvaluator"
     extractor: FidExtractor = FidExtractor.lenet
     num_samples: int = 3000
     ref_limit: Optional[int] = None
@@ -277,6 +392,92 @@ class TrainConfig:
     seed: int = 0
     reference: Optional[ReferenceConfig] = None
 
+    def __post_init__(self) -> None:
+        """Checks across groups (each group's own values are checked by its class)."""
+        seed = self.seed
+        require(isinstance(seed, int) and 0 <= seed <= MAX_SEED, "seed", seed,
+                f"must be an integer in [0, {MAX_SEED}] (seed + 1 and seed + 2 seed the final "
+                "samples, and numpy-based samplers such as Optuna's take 32-bit seeds)")
+        if self.fid is not None:
+            _check_fid(self.fid)
+
+
+def _get(node, key: str, default=None):
+    return node.get(key, default) if isinstance(node, dict) else getattr(node, key, default)
+
+
+def _check_fid(fid) -> None:
+    """FID-family settings: sample counts the extractor's features need, known metrics."""
+    from gansweep import inception, lenet
+
+    extractor = str(_get(fid, "extractor", "none"))
+    dims = {"lenet": lenet.FEATURE_DIM, "inception": inception.FEATURE_DIM}
+    if extractor not in dims:
+        return
+    # n samples give a covariance of rank at most n - 1: n must exceed the dimension
+    dim, n, ref = dims[extractor], _get(fid, "num_samples"), _get(fid, "ref_limit")
+    require(n > dim, "fid.num_samples", n,
+            f"must be > {dim}, the {extractor} feature dimension, for a full-rank covariance "
+            "(the seed used 3000)")
+    require(ref is None or ref > dim, "fid.ref_limit", ref,
+            f"must be > {dim} or null (all 60000 training images)")
+    require(_get(fid, "batch_size", 1) >= 1, "fid.batch_size", _get(fid, "batch_size"),
+            "must be >= 1")
+    every = _get(fid, "every_epochs")
+    require(every is None or every >= 1, "fid.every_epochs", every,
+            "must be >= 1 or null (only at the end)")
+    _check_metrics(fid)
+
+
+def _check_metrics(fid) -> None:
+    """fid.metrics, best_metric and objective name known metrics; sizes fit the k's."""
+    from gansweep.metrics import METRICS
+
+    names = [str(m) for m in (_get(fid, "metrics") or [])]
+    bad = [m for m in names if m not in METRICS]
+    require(not bad and names, "fid.metrics", names,
+            f"must be a non-empty list of: {', '.join(METRICS)}")
+    for key in ("best_metric", "objective"):
+        value = str(_get(fid, key) or "fid")
+        require(value in names, f"fid.{key}", value, f"must be one of fid.metrics ({names})")
+    if set(names) - {"fid"}:
+        k = max(_get(fid, "pr_k", 3), _get(fid, "dc_k", 5))
+        for key in ("pr_k", "dc_k", "kid_subsets"):
+            require(_get(fid, key, 1) >= 1, f"fid.{key}", _get(fid, key), "must be >= 1")
+        require(_get(fid, "kid_subset_size", 1000) >= 2, "fid.kid_subset_size",
+                _get(fid, "kid_subset_size"), "must be >= 2")
+        require(_get(fid, "ref_features", 10000) > k, "fid.ref_features",
+                _get(fid, "ref_features"), f"must be > {k} (the largest of fid.pr_k/fid.dc_k)")
+
+
+def check(cfg: DictConfig) -> TrainConfig:
+    """The config as objects (``OmegaConf.to_object``), which runs every schema's
+    ``__post_init__``: raises ConfigError naming the key as seen from the root."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except ConfigError as exc:
+        prefix = _failing_node(cfg, "")
+        raise (exc.under(prefix) if prefix else exc) from None
+
+
+def _failing_node(node: DictConfig, path: str) -> str | None:
+    """The dotted path of the first structured node (depth first, children before parents)
+    whose own ``__post_init__`` refuses its values: a nested dataclass does not know where it
+    sits (optimizer.d and optimizer.g share AdamConfig)."""
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            found = _failing_node(child, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    kind = OmegaConf.get_type(node)
+    if path and dataclasses.is_dataclass(kind):
+        try:
+            OmegaConf.to_object(node)
+        except ConfigError:
+            return path
+    return None
+
 
 def register() -> None:
     cs = ConfigStore.instance()
@@ -285,7 +486,8 @@ def register() -> None:
         ("model", "_dcgan_mnist_schema", DCGANConfig),
         ("optimizer", "_keras_adam_schema", KerasAdamConfig),
         ("kernel", "_plummer_schema", PlummerConfig),
-        ("gan_type", "_gan_type_schema", GanTypeConfig),
+        ("gan_type", "_standard_schema", StandardGanConfig),
+        ("gan_type", "_coulomb_schema", CoulombGanConfig),
         ("dataset", "_mnist_schema", MnistConfig),
         ("dataset", "_mixture_schema", MixtureConfig),
         ("model", "_mlp_schema", MLPConfig),

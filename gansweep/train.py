@@ -31,7 +31,8 @@ from omegaconf import DictConfig
 from gansweep import artifacts, schema  # noqa: F401 - schema registers the config schemas
 from gansweep.device import job_device, warn_if_gpu_hidden
 from gansweep.preflight import ACTIVE  # also registers the job-dir resolvers
-from gansweep.trainer import Interrupted, ResumeError, run
+from gansweep.checkpoint import Interrupted, ResumeError
+from gansweep.trainer import run
 
 log = logging.getLogger("gansweep.train")
 

@@ -7,7 +7,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from conftest import compose_config
-from gansweep.validate import ConfigError, validate
+from gansweep.schema import ConfigError, check
+from gansweep.trainer import Run
 
 SEED_TABLE = {
     # name: (gan_type, D lr, D decay, G lr, G decay, eps0, seed FID)
@@ -39,7 +40,7 @@ def test_seed_presets_carry_the_seed_table(name):
     assert cfg.trainer.batch_size == 128 and cfg.trainer.epochs == 100
     assert str(cfg.noise.dist) == "uniform" and (cfg.noise.low, cfg.noise.high) == (-1.0, 1.0)
     assert str(cfg.trainer.fake_mode) == "eval" and str(cfg.model.bn_axis) == "keras"
-    validate(cfg)
+    check(cfg)
 
 
 def test_default_config_is_faithful_standard_gan():
@@ -91,13 +92,13 @@ def test_schema_rejects_bad_overrides(override):
 def test_validation_names_key_and_value(override, key):
     cfg = compose_config(["+experiment=seed_coulomb_1", override])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(cfg)
+        check(cfg)
 
 
-def test_batch_larger_than_data_is_refused():
-    cfg = compose_config(["dataset.limit=100"])
+def test_batch_larger_than_data_is_refused(mnist_root, tmp_path):
+    cfg = compose_config(["dataset.limit=100", f"dataset.root={mnist_root}"])
     with pytest.raises(ConfigError, match="trainer.batch_size=128.*100 training samples"):
-        validate(cfg, dataset_size=100)
+        Run(cfg, tmp_path)
 
 
 def test_every_config_group_ships_in_the_package():

@@ -18,7 +18,7 @@ from conftest import compose_config
 from gansweep import device, fid
 from gansweep.train import launcher_device
 from gansweep.trainer import Interrupted, ResumeError, Run
-from gansweep.validate import ConfigError, validate
+from gansweep.schema import ConfigError, check
 
 GANS = {"standard": ["+experiment=seed_standard"], "coulomb": ["+experiment=seed_coulomb_1"]}
 
@@ -274,15 +274,15 @@ def test_cuda_n_is_accepted_and_checked(fake_gpus):
     assert device.check_device_name("cuda:2") is None
     assert "3 GPU(s)" in device.check_device_name("cuda:3")
     assert "auto, cpu, cuda or cuda:N" in device.check_device_name("gpu")
-    validate(compose_config(["trainer.device=cuda:1"]))
+    check(compose_config(["trainer.device=cuda:1"]))
     with pytest.raises(ConfigError, match=r"trainer.device='cuda:7'.*3 GPU\(s\)"):
-        validate(compose_config(["trainer.device=cuda:7"]))
+        check(compose_config(["trainer.device=cuda:7"]))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_n_without_cuda_is_refused():
     with pytest.raises(ConfigError, match="CUDA is not available"):
-        validate(compose_config(["trainer.device=cuda:0"]))
+        check(compose_config(["trainer.device=cuda:0"]))
 
 
 def _hydra(target, num, **launcher):

@@ -14,7 +14,7 @@ from conftest import compose_config
 
 from gansweep import artifacts, evaluation, fid, trainer
 from gansweep.trainer import Run, run
-from gansweep.validate import ConfigError
+from gansweep.schema import ConfigError
 
 KEYS = ["fid_lenet", "kid_lenet", "precision_lenet", "recall_lenet", "density_lenet",
         "coverage_lenet"]

@@ -14,7 +14,7 @@ from scipy import linalg
 from gansweep import fid, inception, lenet
 from gansweep.data import load_mnist
 from gansweep.trainer import run
-from gansweep.validate import ConfigError
+from gansweep.schema import ConfigError
 from conftest import compose_config
 
 

@@ -18,7 +18,7 @@ from gansweep import artifacts
 from gansweep.artifacts import OutputDirError
 from gansweep.data import DataError
 from gansweep.trainer import ResumeError, Run, run
-from gansweep.validate import ConfigError
+from gansweep.schema import ConfigError
 
 
 def _train_cmd(mnist_root, run_dir, *extra):

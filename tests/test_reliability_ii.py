@@ -22,7 +22,7 @@ from conftest import CHEAP_FID, compose_config
 from conftest import sweep as run_sweep
 from gansweep import aggregate, artifacts, fid
 from gansweep.trainer import ResumeError, run
-from gansweep.validate import ConfigError
+from gansweep.schema import ConfigError
 
 from test_aggregate import _config, _job, _plugin
 
