@@ -10,11 +10,12 @@ DATA ?= data
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: setup data fid-weights demo test bench clean help
+.PHONY: setup data fid-weights demo test test-fast bench clean help
 
 help:
 	@echo "make demo   set up, then run the seven seed presets on a small budget"
 	@echo "make test   set up, then run the whole test suite"
+	@echo "make test-fast   the suite without slow tests (under a minute; no Inception weights)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ fid-weights: setup
 
 test: data fid-weights
 	GANSWEEP_TEST_DATA=$(abspath $(DATA)) $(VENV)/bin/python -m pytest -q
+
+# everything but end-to-end runs, Inception and the browser: for the edit-test loop
+test-fast: data
+	GANSWEEP_TEST_DATA=$(abspath $(DATA)) $(VENV)/bin/python -m pytest -q -m "not slow"
 
 bench: data
 	$(VENV)/bin/gansweep-bench --data-root $(DATA)

@@ -106,6 +106,8 @@ def _main(cfg: DictConfig) -> float | None:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise SystemExit(f"error: {exc}") from None
         return math.inf  # sweepers see the worst value and carry on
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        print(f"run dir: {out_dir}")  # where summary.json, samples/ and checkpoints/ are
     return summary.get("objective")
 
 
@@ -122,6 +124,49 @@ def _table_of_interrupted_sweep() -> None:
         print(f"gansweep-table failed on {sweep_dir}: {exc}", file=sys.stderr)
 
 
+USAGE = """gansweep-train: train GANs on MNIST or 2-D mixtures, one run or a Hydra sweep.
+
+usage: gansweep-train [-m] [group=option ...] [key=value ...]
+
+  gansweep-train +experiment=seed_coulomb_1                 one preset of the 2018 study
+  gansweep-train -m '+experiment=glob(seed_*)'              all seven presets, then the table
+  gansweep-train -m +experiment=seed_coulomb_1 kernel.eps=0.1,1,10 seed=0,1,2
+  gansweep-train --cfg job [overrides]                      print the composed config
+  gansweep-train --hydra-help                               Hydra's own flags
+
+Results: a single run prints its output dir; a sweep writes one dir per job and
+table.{md,html,csv} in the sweep dir (gansweep-table rebuilds it). README.md has more.
+"""
+
+
+def app_help() -> str:
+    """``--help``: the app's groups and options (not the schemas Hydra keeps beside them),
+    and the experiment presets with their first comment line."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from importlib.resources import files
+
+    lines = [USAGE, "Config groups (group=option; * marks the default):"]
+    with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        defaults = loader.load_configuration("train", overrides=[], run_mode=RunMode.RUN)
+        choices = defaults.hydra.runtime.choices
+        for group in sorted(loader.list_groups("")):
+            if group in ("hydra", "experiment"):
+                continue
+            options = [o for o in loader.get_group_options(group) if not o.startswith("_")]
+            marked = [f"{o}*" if choices.get(group) == o else o for o in options]
+            lines.append(f"  {group:<15} {', '.join(marked)}")
+    lines += ["", "Presets (+experiment=NAME):"]
+    for path in sorted(files("gansweep.conf").joinpath("experiment").iterdir(),
+                       key=lambda p: p.name):
+        if path.name.endswith(".yaml"):
+            text = [ln.lstrip("# ").strip() for ln in path.read_text().splitlines()
+                    if ln.startswith("#") and "@package" not in ln]
+            lines.append(f"  {path.name[:-5]:<22} {text[0] if text else ''}")
+    return "\n".join(lines)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # outside the training loop, which installs its own handlers
 
@@ -129,6 +174,9 @@ def _interrupt(signum, frame) -> None:
 def main() -> None:
     """`gansweep-train`: the Hydra main, with one line instead of a traceback on Ctrl-C or
     SIGTERM anywhere (a job's own checkpointing handles them during training)."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print(app_help())
+        return
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         _main()

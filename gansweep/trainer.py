@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,6 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from gansweep import artifacts, checkpoint, schema
 from gansweep.checkpoint import (Counters, Diverged, Interrupted, ResumeError,  # noqa: F401
@@ -33,6 +31,7 @@ from gansweep.device import (StepClock, configure_backends, isolated_rng, precis
                              resolve_device, select)
 from gansweep.loggers import build_logger
 from gansweep.noise import sample_generator
+from gansweep.progress import Progress
 from gansweep.step import Parts, train_step
 
 log = logging.getLogger(__name__)
@@ -40,35 +39,6 @@ log = logging.getLogger(__name__)
 # G's chunk size when it samples for an evaluator (the FID's samples have always been drawn
 # in chunks of 500 with noise seeded by seed + 2; evaluators may set their own)
 EVAL_BATCH = 500
-
-
-class Progress:
-    """A tqdm bar on a terminal; plain log lines (about ten per epoch) otherwise."""
-
-    def __init__(self, mode: str, epochs: int, batches: int):
-        if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "lines"
-        self.mode, self.epochs, self.batches = mode, epochs, batches
-        self.every = max(1, batches // 10)
-        self.bar: tqdm | None = None
-
-    def update(self, c: Counters, d_loss: float, g_loss: float, step_s: float) -> None:
-        done = c.batch + 1
-        if self.mode == "bar":
-            if self.bar is None or done <= self.bar.n:
-                self.close()
-                self.bar = tqdm(total=self.batches, desc=f"epoch {c.epoch + 1}/{self.epochs}",
-                                unit="batch", dynamic_ncols=True)
-            self.bar.set_postfix_str(f"d_loss {d_loss:.4f} g_loss {g_loss:.4f}", refresh=False)
-            self.bar.update(done - self.bar.n)
-        elif self.mode == "lines" and (done % self.every == 0 or done == self.batches):
-            log.info("epoch %d/%d batch %d/%d d_loss %.4f g_loss %.4f %.2fs/step", c.epoch + 1,
-                     self.epochs, done, self.batches, d_loss, g_loss, step_s)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 class Run:
@@ -141,6 +111,12 @@ class Run:
                 samples, path, real=self.data, kernel=getattr(self.objective, "kernel", None),
                 step=self.counters.step, title=f"{self.cfg.name}  step {self.counters.step}")
 
+    def final_samples(self) -> Path:
+        """samples/final.png: the trained G on noise seeded by seed + 1, as many samples as
+        the visualiser asks for (``final_count``; default one batch)."""
+        n = getattr(self.dataset.visualizer, "final_count", None) or self.cfg.trainer.batch_size
+        return self.visualize(self.sampler(1)(n), self.dirs.final_sample)
+
     def last_sample(self) -> str | None:
         grids = sorted(p for p in self.dirs.samples.glob("[0-9]*_[0-9]*.png"))
         return str(grids[-1].relative_to(self.dirs.root)) if grids else None
@@ -182,8 +158,7 @@ class Run:
         # Ctrl-C; the checkpoint above is final, so a relaunch only evaluates again.
         try:
             with self._signals(self._stop_now):
-                n = getattr(self.dataset.visualizer, "final_count", None) or cfg.batch_size
-                final = self.visualize(self.sampler(1)(n), self.dirs.final_sample)
+                final = self.final_samples()
                 results = self.evaluate()
         except Interrupted as exc:
             self.status("interrupted", error=f"{exc} during the final evaluation",

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import sweep as run_sweep
+from tests.helpers import sweep as run_sweep
 from gansweep import aggregate
 
 
@@ -169,7 +169,7 @@ def test_submitit_local_launcher_path(mnist_root, tmp_path):
 
 def test_tensorboard_logger_writes_events(tiny_overrides, tmp_path):
     pytest.importorskip("tensorboard")
-    from conftest import compose_config
+    from tests.helpers import compose_config
     from gansweep.trainer import run
     run(compose_config([*tiny_overrides, "logger=tensorboard"]), tmp_path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from gansweep.schema import ConfigError, check
 from gansweep.trainer import Run
 
@@ -105,8 +105,31 @@ def test_every_config_group_ships_in_the_package():
     """`pip install .` must carry each folder of conf/ (Hydra reads pkg://gansweep.conf)."""
     import tomllib
 
-    from conftest import REPO
+    from tests.helpers import REPO
 
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     groups = {p.name for p in (REPO / "conf").iterdir() if p.is_dir() and not p.name.startswith("_")}
     assert {f"gansweep.conf.{g}" for g in groups} <= set(packages)
+
+
+def test_help_shows_the_apps_groups_and_presets_not_the_schemas():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "gansweep.train", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "gan_type        coulomb, standard*" in done.stdout
+    assert "seed_coulomb_1" in done.stdout and "+experiment=" in done.stdout
+    assert "_schema" not in done.stdout
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optimizer.g.beta_1=1", "optimizer.g.beta_1"),  # the same dataclass as optimizer.d
+    ("model.dropout=1.5", "model.dropout"),
+    ("dataset.limit=0", "dataset.limit"),
+    ("seed=-1", "seed"),
+])
+def test_schema_errors_name_the_key_from_the_root(override, key):
+    with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.") + "="):
+        check(compose_config([override]))

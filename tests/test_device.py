@@ -14,8 +14,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import compose_config
-from gansweep import device, fid
+from tests.helpers import compose_config
+from gansweep import checkpoint, device, fid, step
+from gansweep.step import train_step
 from gansweep.train import launcher_device
 from gansweep.trainer import Interrupted, ResumeError, Run
 from gansweep.schema import ConfigError, check
@@ -67,9 +68,7 @@ def test_a_training_step_reads_nothing_back_to_the_host(tiny_overrides, tmp_path
     r = Run(compose_config([*tiny_overrides, *GANS[gan], f"model.impl={impl}"]), tmp_path)
     for _ in range(2):  # the second step: zero-debias counters past 1
         with HostReads() as mode:
-            fakes = r.predict_fakes(r.noise())
-            r.d_step(r.data[:32], fakes)
-            r.g_step(r.noise())
+            train_step(r.parts, r.data[:32], r.noise, r.counters.step)
         assert mode.reads == 0
         if impl == "fast":  # the reference potential's boolean masks are left as they were
             assert mode.nonzero == 0
@@ -84,7 +83,7 @@ def test_the_loop_reads_only_to_log_and_check_samples(tiny_overrides, tmp_path, 
                           "trainer.max_batches_per_epoch=4", "trainer.log_every=2",
                           "trainer.sample_every=100"])
     r = Run(cfg, tmp_path)
-    monkeypatch.setattr(r, "save_checkpoint", lambda: None)
+    monkeypatch.setattr(checkpoint, "save", lambda run: None)
     monkeypatch.setattr(r, "final_samples", lambda: r.dirs.root)
     with HostReads() as mode:
         r.train()
@@ -108,7 +107,7 @@ def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
     where torch.set_rng_state refuses them); it must load to CPU."""
     cfg = compose_config(tiny_overrides)
     first = Run(cfg, tmp_path)
-    first.save_checkpoint()
+    checkpoint.save(first)
     state = torch.load(first.dirs.checkpoint, weights_only=False)
     state["device_type"] = "cuda"
     torch.save(state, first.dirs.checkpoint)
@@ -119,7 +118,7 @@ def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
     real_set_rng_state = torch.set_rng_state
     monkeypatch.setattr(torch, "set_rng_state",
                         lambda s: (given.append(s), real_set_rng_state(s))[1])
-    assert second.resume()
+    assert checkpoint.resume(second)
     assert [(s.device.type, s.dtype) for s in given] == [("cpu", torch.uint8)]
     assert torch.equal(second.generator.get_state(), state["rng"]["noise"])
 
@@ -127,18 +126,18 @@ def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
 def test_load_state_dict_moves_the_shuffle_to_the_device(tiny_overrides, tmp_path, monkeypatch):
     r = Run(compose_config(tiny_overrides), tmp_path)
     r.perm, r.perm_epoch = torch.randperm(512), 0
-    state = r.state_dict()
+    state = checkpoint.state_dict(r)
     moved = []
     real_to = torch.Tensor.to
     monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: (moved.append(a), real_to(t, *a, **k))[1])
-    r.load_state_dict(state)
+    checkpoint.load_state_dict(r, state)
     assert (r.device,) in moved and torch.equal(r.perm, state["perm"])
 
 
 # ----------------------------------------------------------------------------- 2. device identity
 def _checkpoint_from(tmp_path, overrides, **changes):
     r = Run(compose_config(overrides), tmp_path)
-    r.save_checkpoint()
+    checkpoint.save(r)
     state = torch.load(r.dirs.checkpoint, weights_only=False)
     state.update(changes)
     torch.save(state, r.dirs.checkpoint)
@@ -151,32 +150,33 @@ def test_a_checkpoint_made_on_cuda_is_refused_on_cpu_with_the_fix(tiny_overrides
     _checkpoint_from(tmp_path, tiny_overrides, device_type="cuda", rng=rng)
     with pytest.raises(ResumeError, match=r"made on cuda \(float32\) but this run is on cpu "
                                           r"\(float32\).*trainer\.device=cuda"):
-        Run(compose_config(tiny_overrides), tmp_path).resume()
+        checkpoint.resume(Run(compose_config(tiny_overrides), tmp_path))
 
 
 def test_an_older_cuda_checkpoint_is_recognised_by_its_cuda_rng_state(tiny_overrides, tmp_path):
     r = Run(compose_config(tiny_overrides), tmp_path)
-    state = r.state_dict()
+    state = checkpoint.state_dict(r)
     del state["device_type"], state["precision"]
     state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)
     with pytest.raises(ResumeError, match="made on cuda"):
-        r.check_device(state)
+        checkpoint.check_device(r, state)
     del state["rng"]["cuda"]
-    r.check_device(state)  # an older CPU checkpoint resumes on CPU
+    checkpoint.check_device(r, state)  # an older CPU checkpoint resumes on CPU
 
 
 def test_a_tf32_checkpoint_is_refused_at_float32(tiny_overrides, tmp_path):
     _checkpoint_from(tmp_path, tiny_overrides, device_type="cpu", precision="tf32")
     with pytest.raises(ResumeError, match="trainer.tf32=true"):
-        Run(compose_config(tiny_overrides), tmp_path).resume()
+        checkpoint.resume(Run(compose_config(tiny_overrides), tmp_path))
 
 
 # ----------------------------------------------------------------------------- 4. cadence
 def _checkpoints_taken(r, monkeypatch):
     taken = []
-    real = r.save_checkpoint
-    monkeypatch.setattr(r, "save_checkpoint",
-                        lambda: (taken.append((r.counters.epoch, r.counters.batch)), real())[1])
+    real = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save",
+                        lambda run: (taken.append((run.counters.epoch, run.counters.batch)),
+                                     real(run))[1])
     return taken
 
 
@@ -198,8 +198,8 @@ def test_checkpoints_by_wall_clock_minutes(tiny_overrides, tmp_path, monkeypatch
                             "trainer.checkpoint_minutes=1"]), tmp_path)
     now = [0.0]
     r.wall = lambda: now[0]
-    real_d_step = r.d_step
-    monkeypatch.setattr(r, "d_step", lambda *a: (now.__setitem__(0, now[0] + 30), real_d_step(*a))[1])
+    real_d_step = step.d_step
+    monkeypatch.setattr(step, "d_step", lambda *a: (now.__setitem__(0, now[0] + 30), real_d_step(*a))[1])
     taken = _checkpoints_taken(r, monkeypatch)
     r.train()
     assert taken == [(0, 0), (0, 2), (0, 4), (0, 6), (1, 0), (1, 2), (1, 4), (1, 6), (2, 0)]
@@ -208,14 +208,14 @@ def test_checkpoints_by_wall_clock_minutes(tiny_overrides, tmp_path, monkeypatch
 def test_sigterm_always_checkpoints(tiny_overrides, tmp_path, monkeypatch):
     r = Run(compose_config([*tiny_overrides, *CADENCE, "trainer.checkpoint_every=null",
                             "trainer.checkpoint_minutes=null"]), tmp_path)
-    real_g_step = r.g_step
+    real_g_step = step.g_step
 
-    def g_step(z):
+    def g_step(parts, z):
         if r.counters.batch == 2:
             r.stop_signal = 15  # what the SIGTERM handler records
-        return real_g_step(z)
+        return real_g_step(parts, z)
 
-    monkeypatch.setattr(r, "g_step", g_step)
+    monkeypatch.setattr(step, "g_step", g_step)
     taken = _checkpoints_taken(r, monkeypatch)
     with pytest.raises(Interrupted):
         r.train()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose_config
+from tests.helpers import REPO, compose_config
 
 DOCS = REPO / "docs"
 SKIP_DIRS = {".git", ".venv", "outputs", "data", "multirun", "__pycache__", ".pytest_cache"}

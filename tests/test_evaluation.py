@@ -10,9 +10,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config
+from tests.helpers import compose_config
 
 from gansweep import artifacts, evaluation, fid, trainer
+from gansweep import step as step_module
 from gansweep.trainer import Run, run
 from gansweep.schema import ConfigError
 
@@ -118,14 +119,14 @@ def test_resume_keeps_the_best(overrides, tmp_path, monkeypatch):
         r = Run(cfg, out)
         current["run"] = r
         if stop_at is not None:
-            step = r.d_step
+            real_d_step = step_module.d_step
 
-            def d_step(real, fakes):  # a SIGTERM arriving during this batch
+            def d_step(*args):  # a SIGTERM arriving during this batch
                 if (r.counters.epoch, r.counters.batch) == stop_at:
                     r.stop_signal = 15
-                return step(real, fakes)
+                return real_d_step(*args)
 
-            r.d_step = d_step
+            monkeypatch.setattr(step_module, "d_step", d_step)
         return r.train()
 
     whole = train(tmp_path / "whole")

@@ -18,9 +18,10 @@ from gansweep.kernels import (PlummerKernel, plummer_potential, plummer_potentia
                               squared_distances, squared_distances_mm)
 from gansweep.models import (_FOLD, Discriminator, FastGenerator, Generator, SameConv2d, build_models,
                              fold_upsample_conv_weight, keras_init_, upsample_conv)
+from gansweep.step import train_step
 from gansweep.trainer import Run
 
-from conftest import compose_config
+from tests.helpers import compose_config
 
 
 def pair(bn_axis: str, dtype=torch.float32, seed: int = 0):
@@ -190,9 +191,8 @@ def trajectory(overrides: list[str], tmp_path, impl: str, dtype: torch.dtype):
     losses = []
     for step in range(STEPS):
         real = run.data[step * batch:(step + 1) * batch]
-        fakes = run.predict_fakes(run.noise().to(dtype))
-        d_loss = run.d_step(real, fakes)
-        g_loss = run.g_step(run.noise().to(dtype))
+        d_loss, g_loss, _ = train_step(run.parts, real, lambda: run.noise().to(dtype),
+                                       run.counters.step)
         run.counters.step += 1
         losses.append((d_loss.item(), g_loss.item()))
     return run, torch.tensor(losses, dtype=torch.float64)

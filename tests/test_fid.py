@@ -15,7 +15,7 @@ from gansweep import fid, inception, lenet
 from gansweep.data import load_mnist
 from gansweep.trainer import run
 from gansweep.schema import ConfigError
-from conftest import compose_config
+from tests.helpers import compose_config
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -9,7 +9,9 @@ import json
 import pytest
 import torch
 
-from conftest import compose_config
+from tests.helpers import compose_config
+from gansweep import step
+from gansweep.step import train_step
 from gansweep.trainer import Interrupted, Run
 
 pytestmark = pytest.mark.gpu
@@ -26,16 +28,14 @@ def test_a_cuda_step_never_synchronises(tiny_overrides, tmp_path, impl):
     """torch's sync debug mode raises on any device->host synchronisation in the step."""
     r = Run(_on_cuda([*tiny_overrides, *COULOMB, f"model.impl={impl}"]), tmp_path)
     real = r.data[:32]
-    r.d_step(real, r.predict_fakes(r.noise()))  # warm-up: lazy initialisation may sync
-    r.g_step(r.noise())
+    train_step(r.parts, real, r.noise, 0)  # warm-up: lazy initialisation may sync
     torch.cuda.synchronize()
     if impl == "reference":  # its potential's boolean masks synchronise (nonzero)
         pytest.skip("the reference potential is not sync-free by design")
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(2):
-            r.d_step(real, r.predict_fakes(r.noise()))
-            r.g_step(r.noise())
+            train_step(r.parts, real, r.noise, 1)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
@@ -49,14 +49,14 @@ def test_cuda_interrupt_and_resume_equals_an_uninterrupted_run(tiny_overrides, t
     straight.train()
 
     broken = Run(_on_cuda(overrides), tmp_path / "resumed")
-    real_g_step = broken.g_step
+    real_g_step = step.g_step
 
-    def g_step(z):
+    def g_step(parts, z):
         if broken.counters.step == 5:
             broken.stop_signal = 15
-        return real_g_step(z)
+        return real_g_step(parts, z)
 
-    monkeypatch.setattr(broken, "g_step", g_step)
+    monkeypatch.setattr(step, "g_step", g_step)
     with pytest.raises(Interrupted):
         broken.train()
     resumed = Run(_on_cuda(overrides), tmp_path / "resumed")

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from gansweep.kernels import plummer
 from gansweep.mixtures import grid, mode_metrics, potential_field, ring
 from gansweep.trainer import run

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import compose_config
+from tests.helpers import compose_config
 from gansweep.models import (Discriminator, Generator, KerasBatchNorm, SameConv2d, moving_variance_factor,
                              build_models, count_parameters, tf_same_padding)
 

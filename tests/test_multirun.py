@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import sweep as run_sweep
+from tests.helpers import sweep as run_sweep
 
 
 @pytest.mark.slow

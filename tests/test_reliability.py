@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from conftest import ON_TEST_DEVICE, compose_config
-from conftest import sweep as run_sweep
-from gansweep import artifacts
+from tests.helpers import ON_TEST_DEVICE, compose_config
+from tests.helpers import sweep as run_sweep
+from gansweep import artifacts, step
 from gansweep.artifacts import OutputDirError
 from gansweep.data import DataError
 from gansweep.trainer import ResumeError, Run, run
@@ -107,18 +107,19 @@ def test_resume_refuses_a_checkpoint_of_another_config(tiny_overrides, tmp_path)
     assert run(fresh, tmp_path)["status"] == "ok"
 
 
-def test_nan_stops_the_run_as_diverged_and_keeps_the_last_good_checkpoint(tiny_overrides, tmp_path):
+def test_nan_stops_the_run_as_diverged_and_keeps_the_last_good_checkpoint(tiny_overrides, tmp_path,
+                                                                          monkeypatch):
     cfg = compose_config([*tiny_overrides, "trainer.max_batches_per_epoch=4"])
     r = Run(cfg, tmp_path)
-    g_step = r.g_step
+    g_step = step.g_step
 
-    def poisoned(z):  # the third G update writes NaN into G's weights
-        loss = g_step(z)
+    def poisoned(parts, z):  # the third G update writes NaN into G's weights
+        loss = g_step(parts, z)
         if r.counters.step == 2:
             with torch.no_grad():
                 r.g.fc1.weight[0, 0] = float("nan")
         return loss
-    r.g_step = poisoned
+    monkeypatch.setattr(step, "g_step", poisoned)
     summary = r.train()
     assert summary["status"] == "diverged" and summary["diverged_at"]["step"] == 3
     saved = json.loads((tmp_path / "summary.json").read_text())

@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import CHEAP_FID, compose_config
-from conftest import sweep as run_sweep
+from tests.helpers import CHEAP_FID, compose_config
+from tests.helpers import sweep as run_sweep
 from gansweep import aggregate, artifacts, fid
 from gansweep.trainer import ResumeError, run
 from gansweep.schema import ConfigError

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CHEAP_FID
+from tests.helpers import CHEAP_FID
 
 TESTS = Path(__file__).resolve().parent
 PROBE = TESTS / "jobprobe.py"

@@ -6,7 +6,8 @@ import json
 
 import torch
 
-from conftest import compose_config
+from tests.helpers import compose_config
+from gansweep import step
 from gansweep.trainer import Run, run
 
 
@@ -21,13 +22,13 @@ def test_fakes_for_the_d_step_come_from_g_in_inference_mode(tiny_overrides, tmp_
         r.g.bn2.moving_variance.fill_(2.0)
     before = {k: v.clone() for k, v in r.g.state_dict().items()}
     z = r.noise()
-    fakes = r.predict_fakes(z)
+    fakes = step.predict_fakes(r.parts, z)
     r.g.eval()
     assert torch.equal(fakes, r.g(z))  # moving averages, not batch statistics
     r.g.train()
     assert not torch.allclose(fakes, r.g(z))
     r.g.load_state_dict(before)
-    r.predict_fakes(z)
+    step.predict_fakes(r.parts, z)
     for key, value in r.g.state_dict().items():  # predict updates nothing
         assert torch.equal(value, before[key]), key
 
@@ -35,7 +36,7 @@ def test_fakes_for_the_d_step_come_from_g_in_inference_mode(tiny_overrides, tmp_
 def test_train_mode_fakes_switch(tiny_overrides, tmp_path):
     r = make_run(tiny_overrides, tmp_path, ["trainer.fake_mode=train"])
     z = r.noise()
-    fakes = r.predict_fakes(z)
+    fakes = step.predict_fakes(r.parts, z)
     assert r.g.training
     assert not torch.equal(r.g.bn1.moving_mean, torch.zeros(1024, device=r.device))
 
@@ -46,7 +47,7 @@ def test_g_step_freezes_d_but_keeps_its_dropout_active(tiny_overrides, tmp_path)
     r.d.dropout.register_forward_hook(lambda m, i, o: seen.append((m.training, (o == 0).float().mean().item())))
     d_before = {k: v.clone() for k, v in r.d.state_dict().items()}
     g_before = {k: v.clone() for k, v in r.g.state_dict().items()}
-    r.g_step(r.noise())
+    step.g_step(r.parts, r.noise())
     assert seen and seen[0][0] is True and 0.3 < seen[0][1] < 0.7  # dropout zeroed ~half
     for key, value in r.d.state_dict().items():
         assert torch.equal(value, d_before[key]), f"D changed in the G step: {key}"
@@ -59,9 +60,9 @@ def test_d_step_updates_only_d(tiny_overrides, tmp_path):
     r = make_run(tiny_overrides, tmp_path)
     g_before = {k: v.clone() for k, v in r.g.state_dict().items()}
     real = r.data[:32]
-    fakes = r.predict_fakes(r.noise())
+    fakes = step.predict_fakes(r.parts, r.noise())
     w = r.d.fc2.weight.clone()
-    r.d_step(real, fakes)
+    step.d_step(r.parts, real, fakes, 0)
     assert not torch.equal(w, r.d.fc2.weight)
     for key, value in r.g.state_dict().items():
         assert torch.equal(value, g_before[key]), key
