@@ -7,6 +7,9 @@ need run-time data (the dataset's size) are made elsewhere (gansweep.trainer).
 Each config-group option's YAML names its schema first in its defaults list, e.g.
 ``conf/model/dcgan_mnist.yaml`` starts with ``defaults: [_dcgan_mnist_schema, _self_]``, and
 the class it builds with ``_target_``. A user's own option may leave the schema out.
+
+Longer than the other modules because it is a list: one dataclass per config-group option,
+mirroring conf/, each with its checks.
 """
 
 from __future__ import annotations
