@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts, evaluation, fid
+from gansweep import artifacts, fid
 from gansweep.data import load_dataset
 from gansweep.device import (StepClock, configure_backends, isolated_rng, memory_report, precision,
                              resolve_device, select)
@@ -116,7 +116,7 @@ def fingerprint(cfg: DictConfig) -> dict:
 # measured (not where files live or the FID batch size). A job's identity; job dirs of a
 # sweep are named by its hash (conf/train.yaml, hydra.sweep.subdir).
 IDENTITY_KEYS = ("trainer.epochs", "fid")
-NOT_IN_IDENTITY = {"fid": ("cache_dir", "fetch", "batch_size")}
+NOT_IN_IDENTITY = {"fid": ("_target_", "cache_dir", "fetch", "batch_size")}
 
 
 def identity(cfg: DictConfig) -> dict:
@@ -176,7 +176,6 @@ class Run:
         self.cfg = cfg
         self.dirs = artifacts.RunDir(out_dir)
         validate(cfg)
-        fid.preflight(cfg.get("fid"))  # e.g. Inception weights: fail now, not after training
         artifacts.ensure_writable(self.dirs.root)
         if cfg.trainer.threads:
             torch.set_num_threads(cfg.trainer.threads)
@@ -184,6 +183,10 @@ class Run:
         configure_backends(self.device, cfg.trainer.tf32, cfg.trainer.deterministic)
         select(self.device)
         self.precision = precision(self.device)
+        self.evaluator = fid.build_evaluator(  # FID family, from the fid config group
+            cfg.get("fid"), data_root=cfg.dataset.get("root", "data"), device=self.device,
+            fetch_data=bool(cfg.dataset.get("fetch", True)))
+        self.evaluator.preflight()  # e.g. Inception weights: fail now, not after training
         torch.manual_seed(cfg.seed)  # Dropout and initialisation
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, shuffles
         data = load_dataset(cfg.dataset, cfg.seed, log=log.info)
@@ -301,10 +304,10 @@ class Run:
         """Keep checkpoints/best.pt: G and D (plain tensors, like last.pt) of the evaluation
         with the best ``fid.best_metric`` so far; NaN never wins, ties keep the earlier.
         True when this evaluation became the best."""
-        if "fid" not in self.cfg or str(self.cfg.fid.extractor) == "none":
+        if not self.evaluator.enabled:
             return False
-        key, lower = evaluation.direction_key(self.cfg.fid)
-        if key not in values or not evaluation.is_better(
+        key, lower = self.evaluator.best_key, self.evaluator.lower_is_better
+        if key not in values or not fid.is_better(
                 values[key], self.best["value"] if self.best else None, lower):
             return False
         metric_values = {k: v for k, v in values.items()
@@ -491,10 +494,14 @@ class Run:
                 c.step += 1
             c.epoch, c.batch = c.epoch + 1, 0
             if not self.points:
-                with isolated_rng(self.device):  # evaluation never draws from training streams
-                    row = fid.epoch_metrics(self)
-                if row is not None:
-                    metrics.write(row)  # every metric every fid.every_epochs epochs
+                if self.evaluator.due(c.epoch, self.cfg.trainer.epochs):
+                    with isolated_rng(self.device):  # never draws from training streams
+                        result = self.evaluator(self.fid_sample)
+                    # logged as the epoch's last batch, so a resume from the next checkpoint
+                    # keeps the row; every metric every fid.every_epochs epochs
+                    row = {"epoch": c.epoch - 1, "step": c.step - 1,
+                           **self.evaluator.row(result)}
+                    metrics.write(row)
                     self.update_best(row, row["epoch"])
 
     @staticmethod
@@ -532,6 +539,12 @@ class Run:
         return sample_generator(self.g, self.cfg.noise, self.cfg.model.latent_dim, n,
                                 self.cfg.seed + 1, self.device, self.cfg.trainer.batch_size)
 
+    def fid_sample(self, n: int) -> torch.Tensor:
+        """The evaluator's generator callable: n samples of G in inference mode on noise
+        fixed by the run's seed (another stream than ``generate``'s)."""
+        return sample_generator(self.g, self.cfg.noise, self.cfg.model.latent_dim, n,
+                                self.cfg.seed + 2, self.device, 500)
+
     def final_samples(self) -> Path:
         n = self.cfg.dataset.num_samples if self.points else self.cfg.trainer.batch_size
         return self.visualize(self.generate(n), self.dirs.final_sample)
@@ -541,14 +554,8 @@ class Run:
         if self.points:
             return mode_metrics(self.generate(self.cfg.dataset.num_samples), self.mixture,
                                 self.cfg.dataset.min_per_mode)
-        result = fid.final_metrics(self)
-        details = result.get("fid", {})
-        if "floor" in details:  # the real-data floor of the same metric, for the table
-            result[f"floor_{details['extractor']}"] = details["floor"]
-        for key, value in details.get("floors", {}).items():  # floor_kid_lenet, ...
-            if not key.startswith("fid_"):
-                result[f"floor_{key}"] = value
-        return result
+        # every fid.metrics value, objective, details and the cached real-data floors
+        return self.evaluator(self.fid_sample)
 
 
 def finished_summary(cfg: DictConfig, out_dir: Path) -> dict | None:

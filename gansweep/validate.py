@@ -111,7 +111,7 @@ def validate(cfg: DictConfig, dataset_size: int | None = None) -> None:
 
 def _validate_metrics(fid) -> None:
     """fid.metrics, best_metric and objective name known metrics; sizes fit the k's."""
-    from gansweep.metrics import METRICS
+    from gansweep.fid.metrics import METRICS
 
     names = [str(m) for m in (fid.get("metrics") or [])]
     allowed = ", ".join(METRICS)
