@@ -1,5 +1,6 @@
-"""``gansweep-fid``: reference statistics, real-data floors and the Inception weights, ahead
-of training (an Inception reference takes hours on a CPU; a sweep's jobs then read the cache).
+"""FID reference statistics, real-data floors and Inception weights, ahead of training.
+
+An Inception reference takes hours on a CPU; a sweep's jobs then read the cache.
 
     gansweep-fid ref [--extractor lenet|inception] [--limit N] [--estimate-only]
     gansweep-fid floor [--num-samples 3000] [--metrics fid,kid,...]
@@ -74,12 +75,6 @@ def _cmd_fetch(args) -> int:
     return 0
 
 
-def _cmd_train(args) -> int:
-    from gansweep import lenet
-
-    return lenet.main(["train", *args.rest])
-
-
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gansweep-fid", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,16 +99,19 @@ def parser() -> argparse.ArgumentParser:
                    help="as fid.ref_features: seeded real subset for the non-FID metrics")
     p = sub.add_parser("fetch-weights", help="obtain and verify the Inception weights")
     p.add_argument("--cache-dir", default=None)
-    p = sub.add_parser("train-classifier", help="same as `gansweep-lenet train`")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("train-classifier", add_help=False, help="same as `gansweep-lenet train`")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-classifier"]:  # the command that trained the shipped LeNet
+        from gansweep import lenet
+
+        return lenet.main(["train", *argv[1:]])
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parser().parse_args(argv)
-    commands = {"ref": _cmd_ref, "floor": _cmd_floor, "fetch-weights": _cmd_fetch,
-                "train-classifier": _cmd_train}
+    commands = {"ref": _cmd_ref, "floor": _cmd_floor, "fetch-weights": _cmd_fetch}
     try:
         return commands[args.command](args)
     except (FIDError, RuntimeError, FileNotFoundError, ValueError) as exc:
