@@ -103,6 +103,14 @@ def test_fid_none_is_a_disabled_evaluator(cheap, tmp_path):
     assert not build_evaluator(None).enabled  # a config without a fid group
 
 
+def test_a_fid_config_without_target_still_builds_the_evaluator():
+    from omegaconf import OmegaConf
+
+    ev = build_evaluator(OmegaConf.create({"extractor": "lenet", "best_metric": "recall"}))
+    assert isinstance(ev, FidEvaluator) and (ev.best_key, ev.lower_is_better) == (
+        "recall_lenet", False)
+
+
 @pytest.mark.slow  # reference statistics and features: seconds
 def test_non_finite_samples_give_nan_and_an_infinite_objective(cheap, mnist_root):
     ev = build_evaluator(fid_config(*cheap, "fid.metrics=[fid,coverage]"),

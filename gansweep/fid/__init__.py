@@ -44,7 +44,10 @@ def build_evaluator(fid_cfg, **context):
 
         return FidEvaluator(extractor="none", **context)
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
+    if "_target_" not in fid_cfg:  # a config saved before the group named its class
+        fid_cfg = OmegaConf.merge({"_target_": "gansweep.fid.FidEvaluator"}, fid_cfg)
     return instantiate(fid_cfg, **context)
 
 
