@@ -169,10 +169,11 @@ def metric_cost(device: torch.device, data_root: str, n: int = 3000,
     (they share the dot products, so it costs less than the sum)."""
     import numpy as np
 
-    from gansweep import fid, metrics
+    from gansweep import fid
+    from gansweep.fid import metrics
     from gansweep.data import load_mnist
 
-    images = load_mnist(data_root, "test", 2 * n, log=lambda *a: None).x
+    images = load_mnist(data_root, "test", 2 * n).x
     extractor = fid.load_extractor("lenet", device)
     feats = extractor.features(images)
     fake, real = feats[:n], feats[n:]

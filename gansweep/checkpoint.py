@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts
+from gansweep import artifacts, fid
 from gansweep.device import memory_report
 
 log = logging.getLogger("gansweep.trainer")
@@ -202,22 +202,11 @@ def resume(run) -> bool:
 
 
 # ----------------------------------------------------------------------------- best.pt
-def is_better(value: float | None, best: float | None, lower: bool) -> bool:
-    """NaN is never better; anything finite beats no best yet; ties keep the earlier."""
-    import math
-
-    if value is None or not math.isfinite(value):
-        return False
-    if best is None or not math.isfinite(best):
-        return True
-    return value < best if lower else value > best
-
-
 def update_best(run, values: dict, epoch: int) -> bool:
     """Keep checkpoints/best.pt: G and D (plain tensors, like last.pt) of the evaluation with
     the best value of the evaluator's ``best_key`` so far. True when this one became the best."""
     key, lower = run.evaluator.best_key, run.evaluator.lower_is_better
-    if key is None or key not in values or not is_better(
+    if key is None or key not in values or not fid.is_better(
             values[key], run.best["value"] if run.best else None, lower):
         return False
     suffix = "_" + key.rsplit("_", 1)[-1]  # the extractor's metrics: fid_lenet, kid_lenet, ...

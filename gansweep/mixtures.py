@@ -84,8 +84,12 @@ class ModeMetrics:
     def preflight(self) -> None:
         """Nothing to fetch or check before training."""
 
-    def due(self, epochs_done: int) -> bool:
+    def due(self, epochs_done: int, total_epochs: int | None = None) -> bool:
         return False  # mode metrics are cheap but were never per-epoch; the end only
+
+    @staticmethod
+    def row(result: dict) -> dict:
+        return result
 
     def __call__(self, sample) -> dict:
         return mode_metrics(sample(self.num_samples), self.mixture, self.min_per_mode)

@@ -343,9 +343,11 @@ class LoggerConfig:
 
 @dataclass
 class FidConfig:
-    """End-of-run FID (gansweep.fid): generated samples vs MNIST training-set statistics."""
+    """End-of-run FID (gansweep.fid): generated samples vs MNIST training-set statistics.
+    ``_target_`` is the evaluator these settings build (``hydra.utils.instantiate``, with the
+    run's ``data_root`` and ``device``); ``extractor: none`` builds a disabled one."""
 
-    _target_: str = "gansweep._legacy_fid.FidEvaluator"
+    _target_: str = "gansweep.fid.FidEvaluator"
     extractor: FidExtractor = FidExtractor.lenet
     num_samples: int = 3000
     ref_limit: Optional[int] = None
@@ -354,7 +356,7 @@ class FidConfig:
     quantize: bool = True
     cache_dir: str = "~/.cache/gansweep"
     fetch: bool = True
-    # gansweep.evaluation: which metrics, their reference subset, the best checkpoint, objective
+    # gansweep.fid.evaluator: which metrics, their reference subset, the best checkpoint, objective
     metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision", "recall",
                                                         "density", "coverage"])
     ref_features: int = 10000
@@ -434,7 +436,7 @@ def _check_fid(fid) -> None:
 
 def _check_metrics(fid) -> None:
     """fid.metrics, best_metric and objective name known metrics; sizes fit the k's."""
-    from gansweep.metrics import METRICS
+    from gansweep.fid.metrics import METRICS
 
     names = [str(m) for m in (_get(fid, "metrics") or [])]
     bad = [m for m in names if m not in METRICS]

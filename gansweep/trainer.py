@@ -24,7 +24,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gansweep import artifacts, checkpoint, schema
+from gansweep import artifacts, checkpoint, fid, schema
 from gansweep.checkpoint import (Counters, Diverged, Interrupted, ResumeError,  # noqa: F401
                                  finished_summary, identity_hash)
 from gansweep.device import (StepClock, configure_backends, isolated_rng, precision,
@@ -58,8 +58,9 @@ class Run:
         torch.manual_seed(cfg.seed)  # Dropout and initialisation
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, shuffles
         self.dataset = instantiate(cfg.dataset)
-        self.evaluator = self.dataset.evaluator or instantiate(
-            cfg.fid, data_root=cfg.dataset.root, device=self.device)
+        self.evaluator = self.dataset.evaluator or fid.build_evaluator(  # the fid group's
+            cfg.get("fid"), data_root=cfg.dataset.get("root", "data"), device=self.device,
+            fetch_data=bool(cfg.dataset.get("fetch", True)))
         self.evaluator.preflight()  # e.g. Inception weights: fail now, not after training
         data = self.dataset.load(cfg.seed)
         schema.require(cfg.trainer.batch_size <= len(data), "trainer.batch_size",
@@ -238,12 +239,9 @@ class Run:
                 c.step += 1
             c.epoch, c.batch = c.epoch + 1, 0
             # every metric every fid.every_epochs epochs; the last epoch's go to summary.json
-            if c.epoch < cfg.epochs and self.evaluator.due(c.epoch):
-                values = self.evaluate()
+            if self.evaluator.due(c.epoch, cfg.epochs):
                 row = {"epoch": c.epoch - 1, "step": c.step - 1,
-                       **{k: v for k, v in values.items() if isinstance(v, (int, float))
-                          and not k.startswith(("objective", "floor_"))},
-                       "fid_num_samples": values.get("fid", {}).get("num_samples")}
+                       **self.evaluator.row(self.evaluate())}
                 metrics.write(row)  # logged as the epoch's last batch: a resume keeps the row
                 checkpoint.update_best(self, row, row["epoch"])
 

@@ -1,4 +1,4 @@
-"""One evaluation pass (gansweep.evaluation): the seeded reference features, every metric
+"""One evaluation pass (gansweep.fid.evaluator): the seeded reference features, every metric
 named by extractor in summary.json and metrics.jsonl, the floors, the objective's sign and
 checkpoints/best.pt (also across a resume)."""
 
@@ -12,8 +12,9 @@ import pytest
 import torch
 from tests.helpers import compose_config
 
-from gansweep import artifacts, evaluation, fid, trainer
+from gansweep import artifacts, fid, trainer
 from gansweep import step as step_module
+from gansweep.fid import FidEvaluator, build_evaluator
 from gansweep.trainer import Run, run
 from gansweep.schema import ConfigError
 
@@ -28,7 +29,7 @@ def overrides(tiny_overrides, tmp_path):
 
 def test_reference_features_are_a_cached_seeded_subset(mnist_root, tmp_path, monkeypatch):
     ext = fid.load_extractor("lenet", "cpu")
-    feats = evaluation.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path)
+    feats = fid.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path)
     assert feats.shape == (300, 128) and feats.dtype == np.float32
     # the same images the seeded draw names, in draw order
     index = np.random.RandomState(3).choice(1000, 300, replace=False)
@@ -43,20 +44,20 @@ def test_reference_features_are_a_cached_seeded_subset(mnist_root, tmp_path, mon
 
     monkeypatch.setattr(fid.Extractor, "features", boom)
     np.testing.assert_array_equal(
-        evaluation.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path),
+        fid.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path),
         feats)
 
 
 def test_objective_sign_and_best_direction():
-    fc = compose_config(["fid.objective=recall", "fid.best_metric=kid"]).fid
+    ev = build_evaluator(compose_config(["fid.objective=recall", "fid.best_metric=kid"]).fid)
     values = {"fid_lenet": 30.0, "recall_lenet": 0.25, "kid_lenet": 0.1}
-    assert evaluation.objective(values, fc) == -0.25  # maximised: negated for minimisers
-    assert evaluation.direction_key(fc) == ("kid_lenet", True)
-    assert evaluation.objective({"fid_lenet": 3.0}, compose_config([]).fid) == 3.0
-    assert evaluation.objective({"recall_lenet": math.nan}, fc) == math.inf
-    assert evaluation.is_better(0.5, 0.6, lower=True) and not evaluation.is_better(0.6, 0.5, True)
-    assert evaluation.is_better(0.6, 0.5, lower=False)
-    assert not evaluation.is_better(math.nan, None, True) and evaluation.is_better(1.0, None, True)
+    assert ev.objective(values) == -0.25  # maximised: negated for minimisers
+    assert (ev.best_key, ev.lower_is_better) == ("kid_lenet", True)
+    assert build_evaluator(compose_config([]).fid).objective({"fid_lenet": 3.0}) == 3.0
+    assert ev.objective({"recall_lenet": math.nan}) == math.inf
+    assert fid.is_better(0.5, 0.6, lower=True) and not fid.is_better(0.6, 0.5, True)
+    assert fid.is_better(0.6, 0.5, lower=False)
+    assert not fid.is_better(math.nan, None, True) and fid.is_better(1.0, None, True)
 
 
 @pytest.mark.parametrize("override,text", [
@@ -75,9 +76,10 @@ def test_bad_metric_settings_are_refused(tiny_overrides, tmp_path, override, tex
 def test_every_metric_in_one_pass_curves_best_and_floor(overrides, tmp_path):
     cfg = compose_config(overrides + ["trainer.epochs=2", "fid.every_epochs=1",
                                       "fid.objective=coverage"])
-    floor = evaluation.floor(cfg)  # the real-vs-real values, cached for the run to report
+    ev = build_evaluator(cfg.fid, data_root=cfg.dataset.root)
+    floor = ev.metric_floor()  # the real-vs-real values, cached for the run to report
     assert floor["fid_lenet"] < 50 and floor["precision_lenet"] > 0.5
-    assert evaluation.floor(cfg, compute=False) == floor
+    assert ev.metric_floor(compute=False) == floor
     summary = run(cfg, tmp_path / "run")
     for key in KEYS:
         assert np.isfinite(summary[key]), key
@@ -109,11 +111,11 @@ def test_resume_keeps_the_best(overrides, tmp_path, monkeypatch):
     scripted = {1: 5.0, 2: 9.0, 3: 7.0}  # by epochs completed
     current: dict = {}
 
-    def fake_evaluate(g, cfg, device):
+    def fake_evaluate(self, sample, quantized=None):
         return {"fid_lenet": scripted[current["run"].counters.epoch],
                 "details": {"extractor": "lenet", "num_samples": 200, "ref_count": 1000}}
 
-    monkeypatch.setattr(fid, "evaluate", fake_evaluate)
+    monkeypatch.setattr(FidEvaluator, "evaluate", fake_evaluate)
 
     def train(out, stop_at=None):
         r = Run(cfg, out)

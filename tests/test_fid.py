@@ -3,6 +3,7 @@ reference statistics, the real-data floor and the end-of-run FID in summary.json
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -12,6 +13,7 @@ import torch
 from scipy import linalg
 
 from gansweep import fid, inception, lenet
+from gansweep.fid import frechet
 from gansweep.data import load_mnist
 from gansweep.trainer import run
 from gansweep.schema import ConfigError
@@ -106,7 +108,7 @@ def test_non_finite_root_retries_with_offset(monkeypatch):
         calls.append(matrix.copy())
         return np.full_like(matrix, np.nan) if len(calls) == 1 else real_sqrtm(matrix)
 
-    monkeypatch.setattr(fid.linalg, "sqrtm", flaky)
+    monkeypatch.setattr(frechet.linalg, "sqrtm", flaky)
     value = fid.frechet_distance(mu1, s1, mu2, s2)
     assert len(calls) == 2
     np.testing.assert_allclose(calls[1], (s1 + 1e-6 * np.eye(8)) @ (s2 + 1e-6 * np.eye(8)))
@@ -195,7 +197,7 @@ def test_corrupted_weights_are_refused(inception_cache, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- LeNet
 def test_shipped_lenet_accuracy(mnist_root):
     record = lenet.record()
-    assert record["sha256"] == fid.hashlib.sha256(lenet.WEIGHTS.read_bytes()).hexdigest()
+    assert record["sha256"] == hashlib.sha256(lenet.WEIGHTS.read_bytes()).hexdigest()
     assert record["command"].startswith("gansweep-fid train-classifier")
     test = load_mnist(mnist_root, "test")
     acc = lenet.accuracy(lenet.load_lenet(), test.x, test.labels)

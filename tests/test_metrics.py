@@ -1,4 +1,4 @@
-"""KID, precision/recall and density/coverage (gansweep.metrics) against hand-computed cases,
+"""KID, precision/recall and density/coverage (gansweep.fid.metrics) against hand-computed cases,
 an explicit-loop transcription of the formulas, and the ``prdc`` package."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from gansweep import metrics
+from gansweep.fid import metrics
 
 
 def loop_mmd2(x, y):

@@ -154,18 +154,15 @@ _CHILD = """
 import json, sys, time
 from pathlib import Path
 from gansweep import fid
+from gansweep.fid import cache as fid_cache
 cache, data, go, log = map(Path, sys.argv[1:5])
-original = fid._compute_reference if hasattr(fid, "_compute_reference") else None
+original = fid_cache._compute_reference
 def counted(*args, **kwargs):
     with open(log, "a") as f:
         f.write("computed\\n")
     time.sleep(1.0)  # keep the window open so that every process meets a cold cache
     return original(*args, **kwargs)
-if original is None:  # before the lock: count calls of the feature pass instead
-    original = fid._features_resumable
-    fid._features_resumable = counted
-else:
-    fid._compute_reference = counted
+fid_cache._compute_reference = counted
 ext = fid.load_extractor("lenet", "cpu", cache)
 while not go.exists():
     time.sleep(0.01)

@@ -1,0 +1,123 @@
+"""FID reference statistics, real-data floors and Inception weights, ahead of training.
+
+An Inception reference takes hours on a CPU; a sweep's jobs then read the cache.
+
+    gansweep-fid ref [--extractor lenet|inception] [--limit N] [--estimate-only]
+    gansweep-fid floor [--num-samples 3000] [--metrics fid,kid,...]
+    gansweep-fid fetch-weights [--cache-dir DIR]
+
+The shipped LeNet is trained by ``gansweep-lenet train`` (``gansweep.lenet``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from gansweep.data import load_mnist
+from gansweep.device import configure_backends, resolve_device
+from gansweep.fid.cache import floor, reference_stats
+from gansweep.fid.evaluator import DEFAULT_METRICS, FidEvaluator
+from gansweep.fid.extractors import EXTRACTORS, default_cache_dir, load_extractor
+from gansweep.fid.frechet import FIDError
+
+
+def _device(name: str) -> torch.device:
+    """The CLI's device, with training's default arithmetic (float32, no TF32), so the
+    statistics it caches are the ones training runs look up."""
+    device = resolve_device(name)
+    configure_backends(device)
+    return device
+
+
+def _cmd_ref(args) -> int:
+    ext = load_extractor(args.extractor, _device(args.device), args.cache_dir, args.batch_size)
+    if args.estimate_only:
+        data = load_mnist(args.root, "train", None)
+        rate = ext.throughput(data.x)
+        n = args.limit or len(data)
+        print(f"{ext.name}: {rate:.2f} images/s on {ext.device} (batch {ext.batch_size}, "
+              f"{torch.get_num_threads()} threads); {n} reference images would take about "
+              f"{tqdm.format_interval(n / rate)}.")
+        return 0
+    mu, sigma, meta = reference_stats(ext, args.root, args.limit, args.cache_dir)
+    print(json.dumps(meta))
+    return 0
+
+
+def _cmd_floor(args) -> int:
+    device = _device(args.device)
+    result = floor(args.extractor, args.num_samples, args.limit, args.root, args.cache_dir,
+                   device, progress=True)
+    if args.metrics:  # KID, precision/recall, density/coverage of the same real images
+        evaluator = FidEvaluator(
+            args.extractor, args.num_samples, args.limit, args.batch_size,
+            cache_dir=args.cache_dir or default_cache_dir(), metrics=args.metrics.split(","),
+            ref_features=args.ref_features, data_root=args.root, device=device)
+        floors = evaluator.metric_floor()
+        result = {**result, "metrics": {k: v for k, v in floors.items() if k != "details"}}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_fetch(args) -> int:
+    from gansweep.inception import fetch_weights
+
+    path = fetch_weights(Path(args.cache_dir).expanduser() if args.cache_dir
+                         else default_cache_dir())
+    print(f"Inception weights: {path} (sha256 verified)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gansweep-fid", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--extractor", choices=EXTRACTORS, default="lenet")
+    common.add_argument("--root", default="data", help="MNIST idx folder")
+    common.add_argument("--cache-dir", default=None,
+                        help="default: $GANSWEEP_CACHE or ~/.cache/gansweep")
+    common.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    common.add_argument("--batch-size", type=int, default=None)
+    common.add_argument("--limit", type=int, default=None,
+                        help="reference: first N training images (default: all 60000)")
+    p = sub.add_parser("ref", parents=[common], help="compute and cache reference statistics")
+    p.add_argument("--estimate-only", action="store_true",
+                   help="only measure throughput on one batch and print the expected time")
+    p = sub.add_parser("floor", parents=[common],
+                       help="FID of real held-out test images vs the reference")
+    p.add_argument("--num-samples", type=int, default=3000)
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help="also these metrics' floors (as fid.metrics; '' for the FID only)")
+    p.add_argument("--ref-features", type=int, default=10000,
+                   help="as fid.ref_features: seeded real subset for the non-FID metrics")
+    p = sub.add_parser("fetch-weights", help="obtain and verify the Inception weights")
+    p.add_argument("--cache-dir", default=None)
+    sub.add_parser("train-classifier", add_help=False, help="same as `gansweep-lenet train`")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-classifier"]:  # the command that trained the shipped LeNet
+        from gansweep import lenet
+
+        return lenet.main(["train", *argv[1:]])
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parser().parse_args(argv)
+    commands = {"ref": _cmd_ref, "floor": _cmd_floor, "fetch-weights": _cmd_fetch}
+    try:
+        return commands[args.command](args)
+    except (FIDError, RuntimeError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
