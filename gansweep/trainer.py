@@ -367,6 +367,8 @@ class Run:
             "config": plain_config(self.cfg),
         }
         artifacts.write_json(summary, self.dirs.summary)
+        if status != "running" and hasattr(self, "logger"):  # the final summary, to the loggers
+            self.logger.log_summary(summary)
         return summary
 
     # ------------------------------------------------------------------ loop
@@ -379,7 +381,8 @@ class Run:
             artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
         c = self.counters
         metrics = artifacts.MetricsLog(self.dirs.metrics)
-        self.logger = build_logger(self.cfg.get("logger"), self.dirs.root)
+        self.logger = build_logger(self.cfg.get("logger"), self.dirs.root,
+                                   config=plain_config(self.cfg))
         progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
         self.step_times: list[float] = []
         self.write_status("running", pid=os.getpid(), host=socket.gethostname())
