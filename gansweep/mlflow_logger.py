@@ -111,6 +111,7 @@ class MlflowLogger(Logger):
                 {"tracking_uri": self.tracking_uri, "run_id": self.run_id}, indent=1))
         self._log_params(flatten(config or {}))
         self.pending: list = []
+        self.operations: list = []  # metric batches handed to MLflow's async writer
         self.last_flush = time.monotonic()
         self.terminated = False
         atexit.register(self._at_exit)
@@ -158,11 +159,19 @@ class MlflowLogger(Logger):
         if len(self.pending) >= 1000 or time.monotonic() - self.last_flush >= self.flush_secs:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
+        """Hands the buffered metrics to MLflow's background writer (a SQLite commit of a
+        few thousand metrics takes seconds: not on the training thread); ``wait``: until
+        everything handed over is in the store."""
         if self.pending:
-            self.client.log_batch(self.run_id, metrics=self.pending)
+            self.operations.append(
+                self.client.log_batch(self.run_id, metrics=self.pending, synchronous=False))
             self.pending = []
         self.last_flush = time.monotonic()
+        if wait:
+            for operation in self.operations:
+                operation.wait()
+            self.operations = []
 
     def log_grid(self, tag, array, step):
         # key + step: the UI's image view with a step slider; files under images/
@@ -171,7 +180,7 @@ class MlflowLogger(Logger):
     def log_summary(self, summary):
         from mlflow.entities import Metric, RunTag
 
-        self.flush()
+        self.flush(wait=True)
         step = int(summary.get("batches_done") or 0)
         now = int(time.time() * 1000)
         results = {k: v for k, v in summary.items() if k not in NOT_SUMMARY}
@@ -191,7 +200,7 @@ class MlflowLogger(Logger):
     def close(self):
         """Flushes. The run stays open for the final summary unless training stopped on an
         exception that no summary reported (then FAILED, KILLED for Ctrl-C)."""
-        self.flush()
+        self.flush(wait=True)
         exc = sys.exc_info()[1]
         if exc is not None and not self.terminated:
             self._terminate("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -201,7 +210,7 @@ class MlflowLogger(Logger):
         evaluation, say) leaves no run RUNNING forever."""
         if not self.terminated:
             with contextlib.suppress(Exception):
-                self.flush()
+                self.flush(wait=True)
                 self._terminate("FAILED")
 
 
