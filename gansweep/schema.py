@@ -330,15 +330,33 @@ class TrainerConfig:
         require(problem is None, "device", str(self.device), problem)
 
 
-class LoggerName(Choice):
-    none = "none"
-    tensorboard = "tensorboard"
+# The logger group maps each logger's name to its config (conf/logger/*.yaml), so several
+# compose: logger=[csv,tensorboard]. These schemas type the shipped ones: a misspelt key or
+# a wrong type fails at composition. A logger of your own needs no schema, only _target_.
+@dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = "gansweep.loggers.TensorBoardLogger"
+    flush_secs: int = 30
 
 
 @dataclass
-class LoggerConfig:
-    name: LoggerName = LoggerName.none
-    flush_secs: int = 30
+class CsvLoggerConfig:
+    _target_: str = "gansweep.loggers.CsvLogger"
+    filename: str = "metrics.csv"
+
+
+@dataclass
+class MlflowLoggerConfig:
+    _target_: str = "gansweep.mlflow_logger.MlflowLogger"
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+    artifact_location: str = "outputs/mlartifacts"
+    experiment: Optional[str] = None
+    run_name: Optional[str] = None
+    flush_secs: float = 30.0
+
+
+LOGGER_SCHEMAS = {"tensorboard": TensorBoardLoggerConfig, "csv": CsvLoggerConfig,
+                  "mlflow": MlflowLoggerConfig}
 
 
 @dataclass
@@ -499,10 +517,11 @@ def register() -> None:
         ("keras", "_keras_schema", KerasConfig),
         ("noise", "_noise_schema", NoiseConfig),
         ("trainer", "_trainer_schema", TrainerConfig),
-        ("logger", "_logger_schema", LoggerConfig),
         ("fid", "_fid_schema", FidConfig),
     ):
         cs.store(group=group, name=name, node=node)
+    for name, node in LOGGER_SCHEMAS.items():  # each under its own key of the group
+        cs.store(group="logger", name=f"_{name}_schema", node={name: node})
 
 
 register()

@@ -123,7 +123,11 @@ class Run:
         return str(grids[-1].relative_to(self.dirs.root)) if grids else None
 
     def status(self, status: str, **extra) -> dict:
-        return checkpoint.write_status(self, status, **extra)
+        """summary.json; a final one (not ``running``) goes to the loggers too."""
+        summary = checkpoint.write_status(self, status, **extra)
+        if status != "running" and hasattr(self, "logger"):
+            self.logger.log_summary(summary)
+        return summary
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict:
@@ -132,7 +136,8 @@ class Run:
             artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
         c = self.counters
         metrics = artifacts.MetricsLog(self.dirs.metrics)
-        self.logger = build_logger(self.cfg.get("logger"), self.dirs.root)
+        self.logger = build_logger(self.cfg.get("logger"), self.dirs.root,
+                                   config=checkpoint.plain_config(self.cfg))
         progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
         self.step_times: list[float] = []
         self.status("running", pid=os.getpid(), host=socket.gethostname())
