@@ -182,7 +182,8 @@ def ranking_chart(groups: pd.DataFrame, metric: str | None, out: Path,
     better = "lower" if lower_is_better(metric) else "higher"
     ax.set(yticks=y, xlabel=f"{metric} ({better} is better)",
            title=f"ours: {metric} per setting (mean, 95% CI, seeds as dots)")
-    ax.set_yticklabels([_label(g) for _, g in shown.iterrows()], fontsize=8)
+    seeded = bool((shown[f"{metric}_n"] > 1).any())  # one run per setting: plain ranks
+    ax.set_yticklabels([_label(g, seeded) for _, g in shown.iterrows()], fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     for ax, (column, label) in zip(axes[0, 1:], panels):
         ax.barh(y, numbers[column].to_numpy(float), color="#e39b5b", height=0.6)
@@ -196,8 +197,10 @@ def ranking_chart(groups: pd.DataFrame, metric: str | None, out: Path,
     return path
 
 
-def _label(group) -> str:
-    rank = grouping.rank_text(group) if "rank" in group else "-"
+def _label(group, seeded: bool) -> str:
+    """'2= name params': the rank (= where intervals overlap, once seeds give intervals)."""
+    rank = grouping.rank_text(group) if seeded else \
+        ("-" if pd.isna(group.get("rank")) else str(int(group["rank"])))
     return f"{rank}  {str(group['group'])[:48]}"
 
 

@@ -44,9 +44,8 @@ def _markdown(frame: pd.DataFrame) -> str:
 def runs_markdown(frame: pd.DataFrame, base: Path) -> str:
     """The per-job table; free text escaped (markdown viewers render HTML), samples linked."""
     columns = full_columns(frame)
-    text = pd.DataFrame({c: [html.escape(status_text(r) if c == "status" else fmt(r[c]),
-                                         quote=False) for _, r in frame.iterrows()]
-                         for c in columns})
+    text = pd.DataFrame([[html.escape(status_text(r) if c == "status" else fmt(r[c]), quote=False)
+                          for c in columns] for _, r in frame.iterrows()], columns=columns)
     text["sample"] = [f"![{r['job']}]({os.path.relpath(r['sample'], base)})"
                       if _text(r.get("sample")) else "-" for _, r in frame.iterrows()]
     return _markdown(text)

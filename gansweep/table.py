@@ -254,7 +254,7 @@ def full_columns(frame: pd.DataFrame) -> list[str]:
     metrics += [c for c in ("best_epoch",) if c in frame.columns]
     metrics += [c for c in MIXTURE_METRICS if c in frame.columns]
     extra = ["study"] + [c for s in frame_studies(frame) for c in s.COLUMNS]
-    columns = list(SETTINGS) + params + metrics + extra + ["rank"] + list(PROGRESS)
+    columns = list(SETTINGS) + params + metrics + ["rank"] + extra + list(PROGRESS)
     return [c for c in dict.fromkeys(columns) if c in frame.columns]
 
 
