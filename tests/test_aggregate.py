@@ -294,7 +294,7 @@ def test_keras2018_rows_come_from_the_study_module(tmp_path):
 
 
 def test_seed_presets_name_their_study_and_row():
-    from conftest import compose_config
+    from tests.helpers import compose_config
 
     for preset, row in (("seed_standard", "Standard GAN"), ("seed_coulomb_5", "Coulomb No.5")):
         cfg = compose_config([f"+experiment={preset}"])
