@@ -22,7 +22,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e '.[test,scale,tensorboard,tracking]'
+	$(PY) -m pip install -q -e '.[test,scale,tensorboard,tracking,browser-test]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -24,9 +24,10 @@ from gansweep.fid.metrics import LOWER_IS_BETTER
 
 METRIC_PREFIXES = tuple(f"{m}_" for m in LOWER_IS_BETTER)
 MIXTURE_DIRECTIONS = {"modes_covered": False, "high_quality": False, "kl_to_uniform": True}
-# Columns that say what a job computed (the settings): equal within a group, seed aside.
+# Columns that say what a job computed (the settings): equal within a group, seed aside;
+# a study's own (e.g. the published row a job is compared to) come as ``extra``.
 SETTING_COLUMNS = ("name", "gan_type", "dataset", "d_lr", "d_decay", "g_lr", "g_decay", "eps0",
-                   "seed_row", "seed_fid_inception")
+                   "study")
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -41,9 +42,9 @@ def lower_is_better(column: str) -> bool:
     return LOWER_IS_BETTER[column.split("_", 1)[0]]
 
 
-def setting_columns(frame: pd.DataFrame) -> list[str]:
+def setting_columns(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
     params = [c for c in frame.columns if c.startswith("param:") and c != "param:seed"]
-    return [c for c in SETTING_COLUMNS if c in frame.columns] + params
+    return [c for c in (*SETTING_COLUMNS, *extra) if c in frame.columns] + params
 
 
 def interval(values) -> dict:
@@ -66,10 +67,12 @@ def _key(value):
     return value
 
 
-def group_seeds(frame: pd.DataFrame, primary: str | None) -> pd.DataFrame:
-    """One row per setting: ``group``, the setting columns, ``seeds``, ``jobs``, ``ok``, and
-    ``<metric>_{n,mean,std,ci_low,ci_high}``; ranked by ``primary`` (see the module doc)."""
-    settings = setting_columns(frame)
+def group_seeds(frame: pd.DataFrame, primary: str | None,
+                extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per setting: ``group``, the setting columns (``extra``: a study's), ``seeds``,
+    ``jobs``, ``ok``, and ``<metric>_{n,mean,std,ci_low,ci_high}``; ranked by ``primary``
+    (see the module doc)."""
+    settings = setting_columns(frame, extra)
     metrics = metric_columns(frame)
     keys = frame[settings].apply(lambda r: tuple(_key(v) for v in r), axis=1) if settings \
         else pd.Series([()] * len(frame), index=frame.index)
@@ -83,6 +86,7 @@ def group_seeds(frame: pd.DataFrame, primary: str | None) -> pd.DataFrame:
         row.update({"group": " ".join(label),
                     "seeds": ",".join(str(_key(s)) for s in members.get("seed", [])),
                     "jobs": len(members), "ok": len(ok), "paths": ";".join(members["path"]),
+                    "job_names": ";".join(members["job"]),
                     "not_ok": ", ".join(f"{j}: {s}" for j, s in
                                         zip(members["job"], members["status"]) if s != "ok")})
         for metric in metrics:
@@ -133,10 +137,12 @@ def cell(row, metric: str, fmt) -> str:
     return f"{fmt(mean)} ± {fmt(half)} (sd {fmt(row[f'{metric}_std'])}, n {int(n)})"
 
 
-def display(groups: pd.DataFrame, fmt) -> tuple[list[str], list[list[str]]]:
+def display(groups: pd.DataFrame, fmt, extra: tuple[str, ...] = ()
+            ) -> tuple[list[str], list[list[str]]]:
     """Header and text cells of the grouped table (for markdown and HTML)."""
     metrics = [c[:-5] for c in groups.columns if c.endswith("_mean")]
-    settings = [c for c in groups.columns if c in SETTING_COLUMNS or c.startswith("param:")]
+    settings = [c for c in groups.columns if c in (*SETTING_COLUMNS, *extra)
+                or c.startswith("param:")]
     settings = [c for c in settings if groups[c].map(_key).nunique() > 1 or c == "name"]
     header = ["rank", "ties", "group"] + [c for c in settings if c != "name"] + \
         ["seeds", "ok/jobs"] + [f"{m} (mean ± 95% CI)" for m in metrics] + ["not ok"]

@@ -389,14 +389,12 @@ class FidConfig:
 
 @dataclass
 class ReferenceConfig:
-    """The seed table's row for a preset, shown beside our numbers."""
+    """The published result a preset reproduces: a study plug-in module
+    (``gansweep.studies.<study>``, or a dotted module path) and the name of its row there.
+    The table loads the module and shows its numbers and findings beside ours."""
 
+    study: str = MISSING
     row: str = MISSING
-    fid: float = MISSING
-    image: str = ""
-    # the row's settings by table column (d_lr, d_decay, g_lr, g_decay, eps0): the seed's
-    # FID and rank are shown only beside runs with these values
-    settings: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def test_statuses_ranks_and_files_of_a_synthetic_sweep(synthetic_sweep, capsys):
     html = (synthetic_sweep / "table.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "<script>" in html
     assert (synthetic_sweep / "0_seed_standard/curves.png").exists()
-    assert "| 0_seed_standard |" in capsys.readouterr().out
+    assert re.search(r"^\| 0_seed_standard +\|", capsys.readouterr().out, re.M)
     csv = pd.read_csv(synthetic_sweep / "table.csv")
     assert len(csv) == 7 and "fid_lenet" in csv.columns and "seed_fid_inception" in csv.columns
 
@@ -203,3 +204,98 @@ def test_optuna_search_runs_two_trials_minimising_fid(mnist_root, tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(fids))
     assert set(best["best_params"]) >= {"kernel.eps", "optimizer.d.lr"}
+
+
+# ----------------------------------------------------------------------------- studies
+def _plain_job(sweep: Path, number: int, lr: float, fid: float | None, reference=None) -> Path:
+    config = {"name": "mine", "seed": 0, "gan_type": {"name": "coulomb"}, "kernel": {"eps": 1.0},
+              "optimizer": {"d": {"lr": lr, "decay": 1e-3}, "g": {"lr": 1e-3, "decay": 1e-3}},
+              "trainer": {"epochs": 1}}
+    if reference:
+        config["reference"] = reference
+    summary = {"status": "ok" if fid is not None else "failed", "name": "mine",
+               "gan_type": "coulomb", "epochs_done": 1, "batches_done": 2, "config": config,
+               "final_sample": "samples/final.png"}
+    if fid is None:
+        summary["error"] = "RuntimeError: boom"
+    else:
+        summary["fid_lenet"] = fid
+    return _job(sweep, f"{number}_mine", [f"optimizer.d.lr={lr}"], config, summary)
+
+
+def test_a_sweep_without_a_study_gets_a_clean_table(tmp_path):
+    sweep = tmp_path / "sweep"
+    for number, (lr, fid) in enumerate([(1e-3, 9.0), (1e-4, 5.0), (1e-5, None)]):
+        _plain_job(sweep, number, lr, fid)
+    frame = aggregate.aggregate([sweep], echo=False)
+    assert list(frame["rank"].fillna(0)) == [2, 1, 0]
+    study_columns = {"study", "vs_seed", "rank_agrees"} | {c for c in frame if "seed_" in c}
+    assert not study_columns & set(frame.columns)
+    for name in ("table.csv", "table_groups.csv", "table.md", "table.html"):
+        text = (sweep / name).read_text()
+        assert "seed_" not in text and "Claim" not in text and "Seed ranking" not in text, name
+    page = (sweep / "table.html").read_text()
+    assert 'id="chart"' in page and (sweep / "ranking.png").stat().st_size > 1000
+    assert "param:optimizer.d.lr" not in page.split('id="all-columns"')[0]  # compact: "optimizer.d.lr"
+
+
+MYSTUDY = '''
+COLUMNS = ("paper_fid", "paper_gap")
+COMPACT = ("paper_fid",)
+SETTINGS = ("paper_fid",)
+PUBLISHED = "paper_fid"
+PUBLISHED_LABEL = "the paper's FID"
+def job_columns(config, row):
+    return {"paper_fid": {"a": 7.0, "b": 3.0}[config["reference"]["row"]]}
+def annotate(frame, metric):
+    frame["paper_gap"] = frame[metric] - frame["paper_fid"]
+def findings(frame, metric):
+    return [f"paper rows: {int(frame['paper_fid'].notna().sum())}"]
+'''
+
+
+def test_the_table_loads_the_study_module_the_runs_name(tmp_path, monkeypatch):
+    (tmp_path / "mystudy.py").write_text(MYSTUDY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sweep = tmp_path / "sweep"
+    _plain_job(sweep, 0, 1e-3, 9.0, {"study": "mystudy", "row": "a"})
+    _plain_job(sweep, 1, 1e-4, 5.0, {"study": "mystudy", "row": "b"})
+    frame = aggregate.aggregate([sweep], echo=False)
+    assert list(frame["paper_fid"]) == [7.0, 3.0] and list(frame["paper_gap"]) == [2.0, 2.0]
+    assert "seed_fid_inception" not in frame  # no 2018 columns for another study's runs
+    assert "- paper rows: 2" in (sweep / "table.md").read_text()
+    page = (sweep / "table.html").read_text()
+    assert "<th title=\"click to sort\">paper_fid</th>" in page.split('id="all-columns"')[0]
+
+
+def test_an_unknown_study_is_one_clear_error(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    _plain_job(sweep, 0, 1e-3, 9.0, {"study": "nope", "row": "a"})
+    assert aggregate.main([str(sweep)]) == 1
+    err = capsys.readouterr().err
+    assert "reference.study=nope: no module gansweep.studies.nope" in err and "Fix:" in err
+
+
+def test_keras2018_rows_come_from_the_study_module(tmp_path):
+    from gansweep.studies import keras2018
+
+    sweep = tmp_path / "sweep"
+    row = {"study": "keras2018", "row": "Coulomb No.4"}
+    job = _plain_job(sweep, 0, 1e-3, 9.0, row)
+    summary = json.loads((job / "summary.json").read_text())
+    summary["config"]["kernel"]["eps"] = 0.1  # Coulomb No.4's settings exactly
+    (job / "summary.json").write_text(json.dumps(summary))
+    _plain_job(sweep, 1, 1e-4, 5.0, row)  # another D lr: not the published row's run
+    frame = aggregate.collect([sweep])
+    assert frame.loc[0, "seed_fid_inception"] == keras2018.PUBLISHED_ROWS["Coulomb No.4"][0]
+    assert frame.loc[0, "vs_seed"] == "seed settings"
+    assert pd.isna(frame.loc[1, "seed_fid_inception"])
+    assert frame.loc[1, "vs_seed"] == "not comparable: d_lr=0.0001 (seed 0.001), eps0=1 (seed 0.1)"
+
+
+def test_seed_presets_name_their_study_and_row():
+    from tests.helpers import compose_config
+
+    for preset, row in (("seed_standard", "Standard GAN"), ("seed_coulomb_5", "Coulomb No.5")):
+        cfg = compose_config([f"+experiment={preset}"])
+        assert dict(cfg.reference) == {"study": "keras2018", "row": row}

@@ -8,6 +8,7 @@ from omegaconf.errors import ValidationError
 
 from tests.helpers import compose_config
 from gansweep.schema import ConfigError, check
+from gansweep.studies import keras2018
 from gansweep.trainer import Run
 
 SEED_TABLE = {
@@ -35,7 +36,11 @@ def test_seed_presets_carry_the_seed_table(name):
         assert cfg.kernel.eps == eps0
         assert cfg.kernel.dim == 3 and cfg.kernel.eps_half_life == 5000
         assert cfg.kernel.ignore_self_potential is True
-    assert cfg.reference.fid == fid
+    # the published row the preset names: its FID and settings in the study plug-in
+    published_fid, _, settings = keras2018.PUBLISHED_ROWS[cfg.reference.row]
+    assert cfg.reference.study == "keras2018" and published_fid == fid
+    assert settings == {"d_lr": d_lr, "d_decay": d_decay, "g_lr": g_lr, "g_decay": g_decay,
+                        **({"eps0": eps0} if eps0 is not None else {})}
     # the seed's shared settings
     assert cfg.trainer.batch_size == 128 and cfg.trainer.epochs == 100
     assert str(cfg.noise.dist) == "uniform" and (cfg.noise.low, cfg.noise.high) == (-1.0, 1.0)

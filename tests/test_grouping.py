@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 from scipy import stats
-from test_aggregate import _config, _job
+from tests.test_aggregate import _config, _job
 
 from gansweep import aggregate, grouping
 

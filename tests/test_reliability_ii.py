@@ -24,7 +24,7 @@ from gansweep import aggregate, artifacts, fid
 from gansweep.trainer import ResumeError, run
 from gansweep.schema import ConfigError
 
-from test_aggregate import _config, _job, _plugin
+from tests.test_aggregate import _config, _job, _plugin
 
 
 def _summary(job: Path) -> dict:
@@ -378,4 +378,4 @@ def test_an_unwritable_dataset_root_names_the_setting(tiny_overrides, tmp_path):
 
 
 # fixtures shared with test_aggregate
-from test_aggregate import synthetic_sweep  # noqa: E402,F401
+from tests.test_aggregate import synthetic_sweep  # noqa: E402,F401
