@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from gansweep import artifacts, evaluation, fid
 from gansweep.data import load_dataset
 from gansweep.device import (StepClock, configure_backends, isolated_rng, memory_report, precision,
-                             resolve_device, select)
+                             full_precision, resolve_device, select, train_autocast)
 from gansweep.loggers import build_logger
 from gansweep.mixtures import build_mixture, mode_metrics, scatter
 from gansweep.models import build_models
@@ -206,6 +206,10 @@ class Run:
         self.batches_per_epoch = min(per_epoch, cap) if cap else per_epoch
 
     # ------------------------------------------------------------------ one step
+    def autocast(self):
+        """trainer.precision's context for the forward passes (no-op for fp32)."""
+        return train_autocast(self.device, str(self.cfg.trainer.get("precision", "fp32")))
+
     def noise(self) -> torch.Tensor:
         return sample_noise(self.cfg.noise, self.cfg.trainer.batch_size,
                             self.cfg.model.latent_dim, self.generator, self.device)
@@ -213,12 +217,15 @@ class Run:
     @torch.no_grad()
     def predict_fakes(self, z: torch.Tensor) -> torch.Tensor:
         self.g.train(str(self.cfg.trainer.fake_mode) == "train")
-        return self.g(z)
+        with self.autocast():
+            return full_precision(self.g(z))
 
     def d_step(self, real: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
         self.d.train()
         targets = self.objective.d_targets(real, fakes, self.counters.step)
-        loss = self.objective.d_loss(self.d(torch.cat([real, fakes])), targets)
+        with self.autocast():
+            output = full_precision(self.d(torch.cat([real, fakes])))
+        loss = self.objective.d_loss(output, targets)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -229,7 +236,9 @@ class Run:
         self.d.train()  # frozen weights, but Dropout stays active as in Keras
         self.d.requires_grad_(False)
         try:
-            loss = self.objective.g_loss(self.d(self.g(z)))
+            with self.autocast():
+                output = full_precision(self.d(self.g(z)))
+            loss = self.objective.g_loss(output)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
