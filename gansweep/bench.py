@@ -14,13 +14,19 @@ epoch). On CUDA every timed interval ends with a synchronisation, and the peak C
 (``torch.cuda.max_memory_allocated``) is reported.
 
 Also reported: GFLOP per step (``torch.utils.flop_counter.FlopCounterMode`` over one step),
-achieved GFLOP/s and its ratio to a float32 matrix-product peak measured in the same run,
+achieved GFLOP/s and its ratio to a float32 matrix-product peak measured in the same run
+(the best GEMM in the process: torch's and, where TensorFlow is importable, TensorFlow's),
 peak resident memory of one full-MNIST training run (a child process, so the figure is
 that run's alone), and FID feature throughput when a ``gansweep.fid`` module is installed.
 
     gansweep-bench                                  # both gan_types x both impls
     gansweep-bench --steps 30 --warmup 5 --json outputs/bench/mine.json
     gansweep-bench --impls fast --gan-types coulomb -o trainer.threads=2
+    gansweep-bench --peer keras --impls fast --threads 2   # the seed's step in Keras 3 beside ours
+
+``--peer keras`` (``pip install 'gansweep[keras-peer]'``) adds the seed's step rebuilt in Keras 3
+on TensorFlow's CPU build (``gansweep.peers.keras``) to the same interleaved rounds and prints
+how many times faster each of our impls is.
 """
 
 from __future__ import annotations
