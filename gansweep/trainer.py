@@ -109,6 +109,10 @@ def fingerprint(cfg: DictConfig) -> dict:
     for group, keys in NOT_FINGERPRINTED.items():
         for key in keys:
             out.get(group, {}).pop(key, None)
+    # bfloat16 forwards compute other numbers; named only when not the default fp32, so the
+    # fingerprints (and sweep dir hashes) of every float32 run stay what they were
+    if str(OmegaConf.select(cfg, "trainer.precision", default="fp32")) != "fp32":
+        out["trainer.precision"] = str(cfg.trainer.precision)
     return json.loads(json.dumps(out, default=str))
 
 

@@ -95,6 +95,15 @@ def test_keras_batchnorm_takes_statistics_in_float32():
     torch.testing.assert_close(a.moving_variance, b.moving_variance, rtol=0, atol=0)
 
 
+def test_bf16_is_part_of_the_fingerprint_and_fp32_hashes_are_unchanged():
+    from gansweep.trainer import fingerprint, identity_hash
+
+    fp32, bf16 = compose_config([]), compose_config(["trainer.precision=bf16"])
+    assert "trainer.precision" not in fingerprint(fp32)  # float32 runs keep their hashes
+    assert fingerprint(bf16)["trainer.precision"] == "bf16"
+    assert identity_hash(fp32) != identity_hash(bf16)  # no shared job dir or resume
+
+
 def test_precision_key_is_checked():
     assert str(compose_config([]).trainer.precision) == "fp32"  # the default stays float32
     with pytest.raises(Exception, match="bf17"):
