@@ -2,8 +2,8 @@
 
 For every (gan_type, model.impl) pair it builds a ``gansweep.trainer.Run`` from the composed
 Hydra config (output under a temp dir) and times the trainer's own step, as the training
-loop runs it: ``predict_fakes`` (G in inference mode), ``d_step`` on real + fake,
-``g_step`` through the frozen D. Steps of the different pairs are interleaved (one step of
+loop runs it: ``gansweep.step.train_step`` (fakes from G in inference mode, the D step on
+real + fake, the G step through the frozen D). Steps of the different pairs are interleaved (one step of
 each pair per round), so a machine whose load changes during the run slows all of them
 alike; the table reports medians after warm-up.
 
@@ -14,13 +14,19 @@ epoch). On CUDA every timed interval ends with a synchronisation, and the peak C
 (``torch.cuda.max_memory_allocated``) is reported.
 
 Also reported: GFLOP per step (``torch.utils.flop_counter.FlopCounterMode`` over one step),
-achieved GFLOP/s and its ratio to a float32 matrix-product peak measured in the same run,
+achieved GFLOP/s and its ratio to a float32 matrix-product peak measured in the same run
+(the best GEMM in the process: torch's and, where TensorFlow is importable, TensorFlow's),
 peak resident memory of one full-MNIST training run (a child process, so the figure is
 that run's alone), and FID feature throughput when a ``gansweep.fid`` module is installed.
 
     gansweep-bench                                  # both gan_types x both impls
     gansweep-bench --steps 30 --warmup 5 --json outputs/bench/mine.json
     gansweep-bench --impls fast --gan-types coulomb -o trainer.threads=2
+    gansweep-bench --peer keras --impls fast --threads 2   # the seed's step in Keras 3 beside ours
+
+``--peer keras`` (``pip install 'gansweep[keras-peer]'``) adds the seed's step rebuilt in Keras 3
+on TensorFlow's CPU build (``gansweep.peers.keras``) to the same interleaved rounds and prints
+how many times faster each of our impls is.
 """
 
 from __future__ import annotations
@@ -124,6 +130,31 @@ class Stepper:
         return counter.get_total_flops()
 
 
+PEERS = ("keras",)
+
+
+class PeerStepper:
+    """The seed's step in a peer framework (``gansweep.peers``) for a composed config, fed
+    the same kind of real batches as ``Stepper`` (random MNIST images of the run's data)."""
+
+    def __init__(self, name: str, cfg, run):
+        if name != "keras":
+            raise ValueError(f"--peer {name}: choose one of {PEERS}")
+        if run.device.type != "cpu":
+            raise ValueError("--peer keras times TensorFlow on the CPU; use --device cpu")
+        from gansweep.peers import keras as peer
+
+        self.framework = peer.framework_version()
+        self.peer = peer.from_config(cfg, threads=torch.get_num_threads())
+        self.data = run.data.cpu().permute(0, 2, 3, 1).contiguous().numpy()  # channels_last
+        self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        self.batch = int(cfg.trainer.batch_size)
+
+    def step(self) -> tuple[float, float]:
+        index = torch.randint(len(self.data), (self.batch,), generator=self.generator).numpy()
+        return self.peer.step(self.data[index])
+
+
 def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 7) -> float:
     """Median float32 GFLOP/s of an n x n x n matrix product (2 n^3 flops)."""
     a = torch.randn(n, n, device=device)
@@ -138,6 +169,24 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 7) ->
         sync(device)
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def tensorflow_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def gemm_peaks(device: torch.device, n: int) -> dict:
+    """Float32 GFLOP/s of an n^3 matrix product by each GEMM this process can call: torch's
+    (MKL on CPU) and, where TensorFlow is importable on a CPU run, TensorFlow's (oneDNN).
+    Both are IEEE float32; the best of them is the machine's peak for "% of peak"."""
+    peaks = {"torch": matmul_peak_gflops(device, n)}
+    if device.type == "cpu" and tensorflow_importable():
+        from gansweep.peers.keras import tf_matmul_peak_gflops
+
+        peaks["tensorflow"] = tf_matmul_peak_gflops(n, threads=torch.get_num_threads())
+    return peaks
 
 
 def fid_throughput(device: torch.device, images: torch.Tensor) -> dict:
@@ -259,7 +308,12 @@ def bench(args) -> dict:
             steppers[gan, impl] = Stepper([*base, f"gan_type={gan}", f"model.impl={impl}"], str(out))
         first_run = next(iter(steppers.values())).run
         device, real_images = first_run.device, first_run.data[:64]
-        peak_before = matmul_peak_gflops(device, args.peak_size)
+        if args.peer:  # the seed's step in another framework, in the same rounds
+            for gan in args.gan_types:
+                cfg = next(s.cfg for (g, _), s in steppers.items() if g == gan)
+                pairs.append((gan, args.peer))
+                steppers[gan, args.peer] = PeerStepper(args.peer, cfg, first_run)
+        peaks = gemm_peaks(device, args.peak_size)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         for _ in range(args.warmup):
@@ -276,10 +330,19 @@ def bench(args) -> dict:
                 times[pair].append(time.perf_counter() - t0)
                 cpu_times[pair].append(time.process_time() - c0)
         memory = memory_report(device)  # the training steps' peak, before the matmul's
-        peak = max(peak_before, matmul_peak_gflops(device, args.peak_size))
+        for name, value in gemm_peaks(device, args.peak_size).items():
+            peaks[name] = max(peaks[name], value)
+        peak = max(peaks.values())
         for pair, stepper in steppers.items():
-            flops = stepper.flops()
             median = statistics.median(times[pair])
+            if isinstance(stepper, PeerStepper):
+                results[f"{pair[0]}/{pair[1]}"] = {
+                    "gan_type": pair[0], "impl": pair[1], "peer": True,
+                    "median_s": median, "min_s": min(times[pair]), "max_s": max(times[pair]),
+                    "cpu_median_s": statistics.median(cpu_times[pair]),
+                    "times_s": times[pair], "framework": stepper.framework}
+                continue
+            flops = stepper.flops()
             results[f"{pair[0]}/{pair[1]}"] = {
                 "gan_type": pair[0], "impl": pair[1],
                 "median_s": median, "min_s": min(times[pair]), "max_s": max(times[pair]),
@@ -296,6 +359,12 @@ def bench(args) -> dict:
         if ref and fast:
             fast["speedup_vs_reference"] = ref["median_s"] / fast["median_s"]
             fast["reference_equivalent_gflops"] = ref["gflop_per_step"] / fast["median_s"]
+        peer = results.get(f"{gan}/{args.peer}") if args.peer else None
+        if peer:  # how many times faster than the peer's step, per impl of ours
+            for impl in args.impls:
+                ours = results.get(f"{gan}/{impl}")
+                if ours:
+                    ours["speedup_vs_peer"] = peer["median_s"] / ours["median_s"]
     report = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "device": str(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -304,7 +373,8 @@ def bench(args) -> dict:
         "cpu_time_note": "cpu_median_s is process CPU time of all threads (spin-waits count)",
         "steps": args.steps, "warmup": args.warmup, "limit": args.limit,
         "overrides": list(args.overrides),
-        "matmul_peak_gflops": peak, "results": results, **memory,
+        "matmul_peak_gflops": peak, "matmul_peaks_gflops": peaks, "peer": args.peer,
+        "results": results, **memory,
         "bench_process_peak_rss_mb": round(bench_rss, 1),
     }
     if rss:
@@ -324,19 +394,35 @@ def format_table(report: dict) -> str:
     lines = [f"device {report['device']}, torch {report['torch']}, {report['threads']} threads, "
              f"load average {report['load_average'][0]:.2f}, batch {report['batch_size']}, "
              f"{report['steps']} timed steps after {report['warmup']} warm-up (interleaved)",
-             f"float32 matmul peak: {report['matmul_peak_gflops']:.1f} GFLOP/s", "",
+             "float32 matmul peak (best GEMM in this process): "
+             f"{report['matmul_peak_gflops']:.1f} GFLOP/s ("
+             + ", ".join(f"{name} {value:.1f}" for name, value in
+                         report.get("matmul_peaks_gflops", {}).items()) + ")", "",
              "| gan_type | impl | median s/step | min s | CPU s/step | GFLOP/step | GFLOP/s "
-             "| % of peak | speed-up | loop s/step |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| % of peak | speed-up | loop s/step |"
+             + (f" vs {report['peer']} |" if report.get("peer") else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if report.get("peer") else "")]
     for row in report["results"].values():
+        if row.get("peer"):
+            lines.append(f"| {row['gan_type']} | {row['impl']} ({row['framework']}) "
+                         f"| {row['median_s']:.3f} | {row['min_s']:.3f} | {row['cpu_median_s']:.3f} "
+                         "| - | - | - | - | - | 1.00x |")
+            continue
         speedup = row.get("speedup_vs_reference")
+        vs_peer = row.get("speedup_vs_peer")
         lines.append(
             f"| {row['gan_type']} | {row['impl']} | {row['median_s']:.3f} | {row['min_s']:.3f} "
             f"| {row['cpu_median_s']:.3f} "
             f"| {row['gflop_per_step']:.1f} | {row['gflops']:.1f} "
             f"| {100 * row['fraction_of_peak']:.0f}% | "
-            f"{f'{speedup:.2f}x' if speedup else '-'} | {row['loop_s_per_step']:.3f} |")
-    costs = next(iter(report["results"].values()))["loop_costs"]
+            f"{f'{speedup:.2f}x' if speedup else '-'} | {row['loop_s_per_step']:.3f} |"
+            + (f" {vs_peer:.2f}x |" if vs_peer else (" - |" if report.get("peer") else "")))
+    for row in report["results"].values():
+        if row.get("speedup_vs_peer"):
+            lines.append(f"{row['gan_type']}: {row['impl']} is {row['speedup_vs_peer']:.2f}x the "
+                         f"{report['peer']} step's speed (median {row['median_s']:.3f} s vs "
+                         f"{report['results'][row['gan_type'] + '/' + report['peer']]['median_s']:.3f} s)")
+    costs = next(r for r in report["results"].values() if not r.get("peer"))["loop_costs"]
     lines.append(f"loop s/step = median + logging read-back {costs['log_s'] * 1e3:.2f} ms / "
                  f"{costs['log_every']} batches + checkpoint ({costs['checkpoint_mb']:.0f} MB) "
                  f"{costs['checkpoint_s']:.3f} s / {costs['checkpoint_every_batches']} batches")
@@ -376,6 +462,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--steps", type=int, default=15, help="timed steps per pair")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per pair first")
+    parser.add_argument("--peer", choices=PEERS, default=None,
+                        help="also time the seed's step in this framework, interleaved "
+                             "(keras: Keras 3 on TensorFlow CPU, pip install 'gansweep[keras-peer]')")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="trainer.threads")
@@ -403,6 +492,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.rss_probe:
         _probe_main(args.overrides, args.steps)
         return
+    if args.peer == "keras" and not tensorflow_importable():
+        parser.error("--peer keras needs TensorFlow, which is not installed here; "
+                     "install it with: pip install 'gansweep[keras-peer]'")
     report = bench(args)
     path = Path(args.json or f"outputs/bench/bench_{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

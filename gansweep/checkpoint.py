@@ -82,7 +82,12 @@ def _select(cfg: DictConfig, keys, dropped: dict) -> dict:
 
 
 def fingerprint(cfg: DictConfig) -> dict:
-    return _select(cfg, FINGERPRINT_KEYS, NOT_FINGERPRINTED)
+    out = _select(cfg, FINGERPRINT_KEYS, NOT_FINGERPRINTED)
+    # bfloat16 forwards compute other numbers; named only when not the default fp32, so the
+    # fingerprints (and sweep dir hashes) of float32 runs stay what they were
+    if str(OmegaConf.select(cfg, "trainer.precision", default="fp32")) != "fp32":
+        out["trainer.precision"] = str(cfg.trainer.precision)
+    return out
 
 
 def identity(cfg: DictConfig) -> dict:

@@ -7,6 +7,7 @@ without a GPU: the CUDA branches are chosen by ``device.type``, never by trying 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -113,6 +114,41 @@ def precision(device: torch.device | str) -> str:
             torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32):
         return "tf32"
     return "float32"
+
+
+# trainer.precision: the arithmetic of the training forward passes (master weights, optimiser
+# state, losses and the Coulomb potential stay float32/float64 in both).
+TRAIN_PRECISIONS = ("fp32", "bf16")
+
+
+def check_train_precision(name: str) -> str | None:
+    """None if ``name`` is a usable ``trainer.precision``, else what is wrong with it."""
+    if name not in TRAIN_PRECISIONS:
+        return f"trainer.precision={name!r}: choose one of {', '.join(TRAIN_PRECISIONS)}"
+    return None
+
+
+def train_autocast(device: torch.device, name: str = "fp32"):
+    """The context the D and G forward passes run in for ``trainer.precision=name``.
+
+    ``fp32``: none (IEEE float32, the default). ``bf16``: ``torch.autocast`` to bfloat16 on
+    the run's device type: convolutions and matrix products take bfloat16 inputs with float32
+    accumulation, the parameters stay float32 (master weights; gradients and Adam state are
+    float32), BatchNorm statistics are taken in float32 (``KerasBatchNorm``), and whatever the
+    caller computes outside the context (losses, the Coulomb potential in float64) is as in
+    fp32. Callers hand the network outputs to the loss through ``full_precision``.
+    """
+    if (problem := check_train_precision(name)) is not None:
+        raise ValueError(problem)
+    if name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """A bfloat16/float16 network output as float32 for the loss; any other tensor as is
+    (float32 unchanged, and the float64 of the equivalence tests stays float64)."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
 def sync(device: torch.device) -> None:

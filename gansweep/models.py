@@ -92,6 +92,8 @@ class KerasBatchNorm(nn.Module):
         return v.view(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16):  # under autocast (trainer.precision):
+            x = x.float()  # statistics, moving averages and the affine map in float32
         if self.training:
             dims = [d for d in range(x.ndim) if d != self.axis % x.ndim]
             mean = x.mean(dim=dims)

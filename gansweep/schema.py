@@ -123,6 +123,11 @@ class FidExtractor(Choice):
     lenet = "lenet"  # the shipped MNIST classifier's features -> fid_lenet
 
 
+class Precision(Choice):
+    fp32 = "fp32"  # IEEE float32 everywhere (the seed's arithmetic)
+    bf16 = "bf16"  # bfloat16 autocast of the forward passes; float32 master weights
+
+
 class Resume(Choice):
     auto = "auto"  # continue from checkpoints/last.pt in the output dir; skip finished runs
     never = "never"  # always start from scratch
@@ -315,6 +320,7 @@ class TrainerConfig:
     log_every: int = 1
     progress: Progress = Progress.auto
     threads: Optional[int] = None  # torch intra-op threads; null = torch's default
+    precision: Precision = Precision.fp32  # bf16: autocast forwards (gansweep.device.train_autocast)
 
     def __post_init__(self) -> None:
         from gansweep.device import check_device_name

@@ -7,14 +7,20 @@ training loop, the benchmark and the tests all call ``train_step``.
    (Keras ``train_on_batch`` of the combined model runs in the training phase).
 
 Losses come back as 0-d tensors, not floats: reading them would make a GPU wait every step.
+``trainer.precision=bf16`` runs the three forward passes under ``parts.autocast`` (bfloat16
+autocast); their outputs reach the losses in float32 (``full_precision``), the master weights
+and the Coulomb potential keep their float32/float64.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager
 
 import torch
+
+from gansweep.device import full_precision
 
 
 @dataclass
@@ -27,18 +33,22 @@ class Parts:
     opt_g: torch.optim.Optimizer
     objective: object  # d_targets, d_loss, g_loss, eps (gansweep.objectives)
     fake_mode: str = "eval"
+    autocast: Callable[[], ContextManager] = field(default=contextlib.nullcontext)
 
 
 @torch.no_grad()
 def predict_fakes(parts: Parts, z: torch.Tensor) -> torch.Tensor:
     parts.g.train(parts.fake_mode == "train")
-    return parts.g(z)
+    with parts.autocast():
+        return full_precision(parts.g(z))
 
 
 def d_step(parts: Parts, real: torch.Tensor, fakes: torch.Tensor, step: int) -> torch.Tensor:
     parts.d.train()
     targets = parts.objective.d_targets(real, fakes, step)
-    loss = parts.objective.d_loss(parts.d(torch.cat([real, fakes])), targets)
+    with parts.autocast():
+        output = full_precision(parts.d(torch.cat([real, fakes])))
+    loss = parts.objective.d_loss(output, targets)
     parts.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     parts.opt_d.step()
@@ -50,7 +60,9 @@ def g_step(parts: Parts, z: torch.Tensor) -> torch.Tensor:
     parts.d.train()  # frozen weights, but Dropout stays active as in Keras
     parts.d.requires_grad_(False)
     try:
-        loss = parts.objective.g_loss(parts.d(parts.g(z)))
+        with parts.autocast():
+            output = full_precision(parts.d(parts.g(z)))
+        loss = parts.objective.g_loss(output)
         parts.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         parts.opt_g.step()

@@ -28,7 +28,7 @@ from gansweep import artifacts, checkpoint, fid, schema
 from gansweep.checkpoint import (Counters, Diverged, Interrupted, ResumeError,  # noqa: F401
                                  finished_summary, identity_hash)
 from gansweep.device import (StepClock, configure_backends, isolated_rng, precision,
-                             resolve_device, select)
+                             resolve_device, select, train_autocast)
 from gansweep.loggers import build_logger
 from gansweep.noise import sample_generator
 from gansweep.progress import Progress
@@ -74,8 +74,10 @@ class Run:
         self.opt_d, self.opt_g = (instantiate(cfg.optimizer.d)(self.d.parameters()),
                                   instantiate(cfg.optimizer.g)(self.g.parameters()))
         self.objective = instantiate(cfg.gan_type)
+        precision_name = str(cfg.trainer.get("precision", "fp32"))  # bf16: autocast forwards
         self.parts = Parts(self.g, self.d, self.opt_d, self.opt_g, self.objective,
-                           str(cfg.trainer.fake_mode))
+                           str(cfg.trainer.fake_mode),
+                           lambda: train_autocast(self.device, precision_name))
         self.counters = Counters()
         self.perm: torch.Tensor | None = None  # this epoch's shuffle
         self.perm_epoch: int | None = None

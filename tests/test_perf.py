@@ -1,0 +1,175 @@
+"""Performance II (README "Performance"): what the speed levers must not change.
+
+No timing assertions (``gansweep-bench`` measures): the optimised Inception gives the plain
+network's float32 features to rounding; ``trainer.precision=bf16`` autocasts only the forward
+passes (float32 master weights, float32 losses, the Coulomb potential from float32 fakes in
+float64); the Keras peer's potential is the one gansweep trains with; ``--peer keras`` says
+how to install TensorFlow when it is missing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gansweep import bench, inception, step
+from gansweep.device import full_precision, train_autocast
+from gansweep.kernels import plummer_potential
+from gansweep.models import KerasBatchNorm
+from gansweep.peers import keras as keras_peer
+from gansweep.trainer import Run
+
+from tests.helpers import compose_config
+
+
+# ----------------------------------------------------------------------------- Inception
+@pytest.fixture(scope="module")
+def random_inception():
+    """The FID Inception with random weights and non-trivial BatchNorm statistics."""
+    torch.manual_seed(0)
+    model = inception.FIDInceptionV3().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(2, 3, 139, 139, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return model, x  # 139x139: the smallest input the network takes, cheap on a CPU
+
+
+def test_optimized_inception_equals_plain_float32(random_inception):
+    model, x = random_inception
+    fast = copy.deepcopy(model).optimize_()
+    with torch.inference_mode():
+        truth = copy.deepcopy(model).double()(x.double())
+        plain = model(x).double()
+        got = fast(x)
+    assert got.dtype == torch.float32 and got.shape == (2, 2048)
+    scale = truth.abs().max()
+    plain_err = ((plain - truth).abs().max() / scale).item()
+    fast_err = ((got.double() - truth).abs().max() / scale).item()
+    assert fast_err < 1e-5 and fast_err < 10 * max(plain_err, 1e-7), (fast_err, plain_err)
+    # the state_dict stays pytorch-fid's (folded tensors are non-persistent buffers)
+    assert fast.state_dict().keys() == model.state_dict().keys()
+
+
+def test_inception_bf16_option_and_bad_precision(random_inception):
+    model, x = random_inception
+    bf16 = copy.deepcopy(model).optimize_("bf16")
+    with torch.inference_mode():
+        got, ref = bf16(x), model(x)
+    assert got.dtype == torch.float32  # features are float32 arrays either way
+    rel = ((got - ref).abs().max() / ref.abs().max()).item()
+    assert 0 < rel < 0.1  # bfloat16: close, but not float32
+    with pytest.raises(ValueError, match="choose fp32 or bf16"):
+        copy.deepcopy(model).optimize_("fp16")
+
+
+# ----------------------------------------------------------------------------- bf16 training
+def test_train_autocast_contexts():
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    with train_autocast(torch.device("cpu"), "fp32"):
+        assert layer(x).dtype == torch.float32
+    with train_autocast(torch.device("cpu"), "bf16"):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16 and full_precision(y).dtype == torch.float32
+    assert full_precision(x.double()).dtype == torch.float64  # never a downcast
+    with pytest.raises(ValueError, match="trainer.precision='fp16': choose one of fp32, bf16"):
+        train_autocast(torch.device("cpu"), "fp16")
+
+
+def test_keras_batchnorm_takes_statistics_in_float32():
+    torch.manual_seed(0)
+    x = torch.randn(32, 6) * 3 + 1
+    a, b = KerasBatchNorm(6, zero_debias=True), KerasBatchNorm(6, zero_debias=True)
+    out_bf16 = a(x.bfloat16())
+    out_f32 = b(x.bfloat16().float())  # the same bfloat16 values, handed over as float32
+    assert out_bf16.dtype == torch.float32
+    torch.testing.assert_close(out_bf16, out_f32, rtol=0, atol=0)
+    torch.testing.assert_close(a.moving_variance, b.moving_variance, rtol=0, atol=0)
+
+
+def test_bf16_is_part_of_the_fingerprint_and_fp32_hashes_are_unchanged():
+    from gansweep.checkpoint import fingerprint, identity_hash
+
+    fp32, bf16 = compose_config([]), compose_config(["trainer.precision=bf16"])
+    assert "trainer.precision" not in fingerprint(fp32)  # float32 runs keep their hashes
+    assert fingerprint(bf16)["trainer.precision"] == "bf16"
+    assert identity_hash(fp32) != identity_hash(bf16)  # no shared job dir or resume
+
+
+def test_precision_key_is_checked():
+    assert str(compose_config([]).trainer.precision) == "fp32"  # the default stays float32
+    with pytest.raises(Exception, match="bf17"):
+        compose_config(["trainer.precision=bf17"])
+
+
+@pytest.mark.parametrize("gan_type", ["coulomb", "standard"])
+def test_bf16_steps_keep_float32_weights_and_float64_potential(tiny_overrides, tmp_path,
+                                                                gan_type):
+    cfg = compose_config([*tiny_overrides, f"gan_type={gan_type}", "trainer.precision=bf16",
+                          "trainer.device=cpu", "trainer.batch_size=16"])
+    run = Run(cfg, tmp_path / "bf16")
+    real = run.data[:16]
+    fakes = step.predict_fakes(run.parts, run.noise())
+    assert fakes.dtype == torch.float32  # what the potential and the pictures see
+    if gan_type == "coulomb":  # the targets: float64 arithmetic on float32 points, as in fp32
+        targets = run.objective.d_targets(real, fakes, 0)
+        expected = plummer_potential(real.double(), fakes.double(), cfg.kernel.eps, 3)
+        torch.testing.assert_close(targets.squeeze(1).double(), expected, rtol=1e-5, atol=1e-6)
+    before = {k: v.clone() for k, v in run.g.state_dict().items()}
+    d_loss, g_loss = step.d_step(run.parts, real, fakes, 0), step.g_step(run.parts, run.noise())
+    assert d_loss.dtype == g_loss.dtype == torch.float32
+    assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
+    for net, opt in ((run.g, run.opt_g), (run.d, run.opt_d)):
+        for p in net.parameters():  # float32 master weights and Adam state
+            assert p.dtype == torch.float32 and opt.state[p]["m"].dtype == torch.float32
+    changed = [k for k, v in run.g.state_dict().items() if not torch.equal(v, before[k])]
+    assert "fc2.weight" in changed  # G trained through the bfloat16 forward
+
+
+# ----------------------------------------------------------------------------- Keras peer
+def test_peer_potential_is_gansweeps():
+    g = np.random.default_rng(0)
+    real = g.uniform(-1, 1, (12, 28, 28, 1)).astype(np.float32)
+    fake = g.uniform(-1, 1, (9, 28, 28, 1)).astype(np.float32)
+    for ignore_self in (True, False):
+        got = keras_peer.plummer_potential(real, fake, 0.5, 3, ignore_self)
+        expected = plummer_potential(torch.from_numpy(real).double(),
+                                     torch.from_numpy(fake).double(), 0.5, 3, ignore_self)
+        assert got.shape == (21, 1) and got.dtype == np.float32
+        np.testing.assert_allclose(got[:, 0], expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bench_peer_without_tensorflow_names_the_fix(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "tensorflow_importable", lambda: False)
+    with pytest.raises(SystemExit):
+        bench.main(["--peer", "keras", "--no-rss"])
+    assert "pip install 'gansweep[keras-peer]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_with_keras_peer(mnist_root, tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "bench.json"
+    bench.main(["--peer", "keras", "--impls", "fast", "--gan-types", "standard", "coulomb",
+                "--steps", "2", "--warmup", "1", "--batch-size", "16", "--limit", "64",
+                "--data-root", str(mnist_root), "--device", "cpu", "--no-rss", "--no-fid",
+                "--no-metrics", "--peak-size", "128", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"standard/fast", "coulomb/fast", "standard/keras",
+                                      "coulomb/keras"}
+    assert set(report["matmul_peaks_gflops"]) == {"torch", "tensorflow"}
+    assert report["matmul_peak_gflops"] == max(report["matmul_peaks_gflops"].values())
+    for gan in ("standard", "coulomb"):
+        ours, peer = report["results"][f"{gan}/fast"], report["results"][f"{gan}/keras"]
+        assert peer["median_s"] > 0 and len(peer["times_s"]) == 2
+        assert ours["speedup_vs_peer"] == pytest.approx(peer["median_s"] / ours["median_s"])
+    printed = capsys.readouterr().out
+    assert "| standard | keras (Keras 3." in printed and "x the keras step's speed" in printed
