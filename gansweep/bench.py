@@ -27,6 +27,9 @@ that run's alone), and FID feature throughput when a ``gansweep.fid`` module is 
 ``--peer keras`` (``pip install 'gansweep[keras-peer]'``) adds the seed's step rebuilt in Keras 3
 on TensorFlow's CPU build (``gansweep.peers.keras``) to the same interleaved rounds and prints
 how many times faster each of our impls is.
+
+Longer than the other modules because it is one command with several measurements (step
+times, GEMM peak, FID throughput, metric cost, memory, loop costs) and their table.
 """
 
 from __future__ import annotations

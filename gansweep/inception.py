@@ -30,6 +30,9 @@ checked; BN gamma = 1). The test suite checks that our module and the TorchScrip
 the same features. Preprocessing is pytorch-fid's (``preprocess``): images in [0, 1], gray
 repeated to 3 channels, bilinear resize to 299x299 (align_corners=False), then 2x - 1.
 Sources and checksums: docs/provenance.md, "Inception-v3 FID weights".
+
+Longer than the other modules because it is pytorch-fid's network written out layer for
+layer (no torchvision), plus where its weights come from and the exact BatchNorm fold.
 """
 
 from __future__ import annotations

@@ -172,6 +172,9 @@ class Run:
             self.status("interrupted", error=f"{exc} during the final evaluation",
                         last_sample=self.last_sample())
             raise
+        except Exception as exc:  # train.py records the failure; the trackers hear it too
+            self.logger.log_summary({"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            raise
         if checkpoint.update_best(self, results, c.epoch - 1):  # the final G competes too
             checkpoint.save(self)  # last.pt records that best, for a later longer resume
         return self.status(

@@ -73,6 +73,7 @@ def synthetic_sweep(tmp_path):
     return sweep
 
 
+@pytest.mark.slow
 def test_statuses_ranks_and_files_of_a_synthetic_sweep(synthetic_sweep, capsys):
     frame = aggregate.aggregate([synthetic_sweep])
     status = dict(zip(frame["job"], frame["status"]))
@@ -168,6 +169,7 @@ def test_submitit_local_launcher_path(mnist_root, tmp_path):
     assert (sweep / "table.md").exists()
 
 
+@pytest.mark.slow
 def test_tensorboard_logger_writes_events(tiny_overrides, tmp_path):
     pytest.importorskip("tensorboard")
     from tests.helpers import compose_config
@@ -223,6 +225,7 @@ def _plain_job(sweep: Path, number: int, lr: float, fid: float | None, reference
     return _job(sweep, f"{number}_mine", [f"optimizer.d.lr={lr}"], config, summary)
 
 
+@pytest.mark.slow
 def test_a_sweep_without_a_study_gets_a_clean_table(tmp_path):
     sweep = tmp_path / "sweep"
     for number, (lr, fid) in enumerate([(1e-3, 9.0), (1e-4, 5.0), (1e-5, None)]):
@@ -254,6 +257,7 @@ def findings(frame, metric):
 '''
 
 
+@pytest.mark.slow
 def test_the_table_loads_the_study_module_the_runs_name(tmp_path, monkeypatch):
     (tmp_path / "mystudy.py").write_text(MYSTUDY)
     monkeypatch.syspath_prepend(str(tmp_path))

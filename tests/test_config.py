@@ -23,6 +23,7 @@ SEED_TABLE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SEED_TABLE))
 def test_seed_presets_carry_the_seed_table(name):
     cfg = compose_config([f"+experiment={name}"])
@@ -117,6 +118,7 @@ def test_every_config_group_ships_in_the_package():
     assert {f"gansweep.conf.{g}" for g in groups} <= set(packages)
 
 
+@pytest.mark.slow
 def test_help_shows_the_apps_groups_and_presets_not_the_schemas():
     import subprocess
     import sys

@@ -12,6 +12,7 @@ from gansweep import data
 from gansweep.data import DataError
 
 
+@pytest.mark.slow
 def test_real_mnist_loads_with_the_published_statistics(mnist_root):
     images, labels, checksum = data.load_split(mnist_root, "train")
     assert images.shape == (60000, 28, 28) and labels.shape == (60000,)
@@ -54,6 +55,7 @@ def test_missing_data_without_fetch_names_the_command(tmp_path):
         data.load_mnist(tmp_path, fetch_missing=False)
 
 
+@pytest.mark.slow
 def test_fetch_restores_a_corrupt_file_from_a_verified_source(mnist_root, tmp_path, monkeypatch):
     _copy(mnist_root, tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"garbage")

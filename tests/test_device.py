@@ -62,6 +62,7 @@ class HostReads(TorchDispatchMode):
 
 
 # ----------------------------------------------------------------------------- 3. no host syncs
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["reference", "fast"])
 @pytest.mark.parametrize("gan", sorted(GANS))
 def test_a_training_step_reads_nothing_back_to_the_host(tiny_overrides, tmp_path, gan, impl):
@@ -75,6 +76,7 @@ def test_a_training_step_reads_nothing_back_to_the_host(tiny_overrides, tmp_path
     assert int(r.g.bn1.debias_steps) == 2
 
 
+@pytest.mark.slow
 def test_the_loop_reads_only_to_log_and_check_samples(tiny_overrides, tmp_path, monkeypatch):
     """With checkpoints stubbed, 4 batches logged every 2nd (and the last) read nothing back
     except the one sample grid's finiteness check; the losses travel in one transfer
@@ -100,6 +102,7 @@ def test_zero_debias_power_on_the_device_equals_pythons():
 
 
 # ----------------------------------------------------------------------------- 1. load to CPU
+@pytest.mark.slow
 def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
         tiny_overrides, tmp_path, monkeypatch):
     """A run on 'cuda' (faked: this build has none) resumes a checkpoint made on cuda. Loading
@@ -143,6 +146,7 @@ def _checkpoint_from(tmp_path, overrides, **changes):
     torch.save(state, r.dirs.checkpoint)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_made_on_cuda_is_refused_on_cpu_with_the_fix(tiny_overrides, tmp_path):
     cuda_generator_state = torch.zeros(16, dtype=torch.uint8)  # Philox seed + offset
     rng = {"torch": torch.get_rng_state(), "noise": cuda_generator_state,
@@ -164,6 +168,7 @@ def test_an_older_cuda_checkpoint_is_recognised_by_its_cuda_rng_state(tiny_overr
     checkpoint.check_device(r, state)  # an older CPU checkpoint resumes on CPU
 
 
+@pytest.mark.slow
 def test_a_tf32_checkpoint_is_refused_at_float32(tiny_overrides, tmp_path):
     _checkpoint_from(tmp_path, tiny_overrides, device_type="cpu", precision="tf32")
     with pytest.raises(ResumeError, match="trainer.tf32=true"):
@@ -184,6 +189,7 @@ CADENCE = ["fid=none", "trainer.epochs=2", "trainer.max_batches_per_epoch=7",
            "trainer.sample_every=1", "trainer.log_every=1"]
 
 
+@pytest.mark.slow
 def test_checkpoints_follow_checkpoint_every_not_the_samples(tiny_overrides, tmp_path, monkeypatch):
     r = Run(compose_config([*tiny_overrides, *CADENCE, "trainer.checkpoint_every=3",
                             "trainer.checkpoint_minutes=null"]), tmp_path)
@@ -193,6 +199,7 @@ def test_checkpoints_follow_checkpoint_every_not_the_samples(tiny_overrides, tmp
     assert len(list(r.dirs.samples.glob("000*_*.png"))) == 14  # a grid every batch still
 
 
+@pytest.mark.slow
 def test_checkpoints_by_wall_clock_minutes(tiny_overrides, tmp_path, monkeypatch):
     r = Run(compose_config([*tiny_overrides, *CADENCE, "trainer.checkpoint_every=null",
                             "trainer.checkpoint_minutes=1"]), tmp_path)
@@ -205,6 +212,7 @@ def test_checkpoints_by_wall_clock_minutes(tiny_overrides, tmp_path, monkeypatch
     assert taken == [(0, 0), (0, 2), (0, 4), (0, 6), (1, 0), (1, 2), (1, 4), (1, 6), (2, 0)]
 
 
+@pytest.mark.slow
 def test_sigterm_always_checkpoints(tiny_overrides, tmp_path, monkeypatch):
     r = Run(compose_config([*tiny_overrides, *CADENCE, "trainer.checkpoint_every=null",
                             "trainer.checkpoint_minutes=null"]), tmp_path)
@@ -225,6 +233,7 @@ def test_sigterm_always_checkpoints(tiny_overrides, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- 5, 9. flags
+@pytest.mark.slow
 def test_tf32_is_off_by_default_and_on_only_when_asked(tiny_overrides, tmp_path):
     torch.backends.cudnn.allow_tf32 = True  # PyTorch's own default for convolutions
     Run(compose_config(tiny_overrides), tmp_path / "a")
@@ -250,6 +259,7 @@ def test_deterministic_mode_and_cudnn_autotuning(monkeypatch):
     assert not torch.backends.cudnn.benchmark
 
 
+@pytest.mark.slow
 def test_summary_and_checkpoint_record_device_and_precision(tiny_overrides, tmp_path):
     summary = Run(compose_config([*tiny_overrides, "fid=none"]), tmp_path).train()
     assert (summary["device"], summary["precision"], summary["deterministic"]) == \

@@ -64,6 +64,7 @@ def test_wrong_member_checksum_publishes_nothing(tmp_path):
     assert not target.exists() and list(target.parent.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_failed_pip_download_names_the_command(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CallerError, match=r"`.*pip download --no-deps.*demo-asset==0.2` failed"):

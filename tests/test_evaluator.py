@@ -83,6 +83,7 @@ def test_floors_are_reported_once_cached(cheap, mnist_root):
     assert result["fid"]["floor"] == floors["floor_lenet"]
 
 
+@pytest.mark.slow
 def test_due_every_n_epochs_but_not_the_last(cheap):
     ev = build_evaluator(fid_config(*cheap, "fid.every_epochs=2"))
     assert [e for e in range(1, 7) if ev.due(e, total_epochs=6)] == [2, 4]

@@ -76,6 +76,7 @@ def test_same_parameters_and_state_dict():
     Generator(bn_axis="keras").load_state_dict(fast.state_dict())  # interchangeable checkpoints
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bn_axis", ["keras", "channel"])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
@@ -90,6 +91,7 @@ def test_forward_and_moving_statistics_equal(bn_axis, train, dtype, atol):
         torch.testing.assert_close(fast_state[name], value, rtol=0, atol=atol, msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bn_axis", ["keras", "channel"])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -216,6 +218,7 @@ GAN_OVERRIDES = {"coulomb": ["gan_type=coulomb", "kernel.eps=0.1"],
                  "standard": ["gan_type=standard"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gan_type", ["coulomb", "standard"])
 def test_training_trajectory_equal_float64(tiny_overrides, tmp_path, gan_type):
     """In float64 rounding is ~1e-16, so any difference in the algebra would show."""
@@ -224,6 +227,7 @@ def test_training_trajectory_equal_float64(tiny_overrides, tmp_path, gan_type):
     assert_same_trajectory(overrides, tmp_path, torch.float64, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_training_trajectory_close_float32(tiny_overrides, tmp_path):
     """In float32 the impls differ by rounding; Adam turns the rounding noise of gradients
     that are exactly zero in exact arithmetic (the biases right before a training-mode
@@ -234,6 +238,7 @@ def test_training_trajectory_close_float32(tiny_overrides, tmp_path):
 
 
 # ----------------------------------------------------------------------------- bench
+@pytest.mark.slow
 def test_bench_end_to_end(mnist_root, tmp_path, capsys):
     out = tmp_path / "bench.json"
     bench.main(["--steps", "2", "--warmup", "1", "--batch-size", "16", "--limit", "64",

@@ -152,6 +152,7 @@ def test_preprocess_matches_hand_computation():
     assert out.min() >= -1 - 1e-6 and out.max() <= 1 + 1e-6
 
 
+@pytest.mark.slow
 def test_inception_features_equal_torchscript_and_pipeline(inception_cache, mnist_root):
     """Our pytorch-fid-structured network on default_1.pt's tensors gives the same pool3
     features as the TorchScript module itself; the extractor maps [-1,1] images to k/255."""
@@ -171,6 +172,7 @@ def test_inception_features_equal_torchscript_and_pipeline(inception_cache, mnis
     np.testing.assert_allclose(feats, direct, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_corrupted_weights_are_refused(inception_cache, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no .pth
     source = inception.weights_path(inception_cache)
@@ -195,6 +197,7 @@ def test_corrupted_weights_are_refused(inception_cache, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- LeNet
+@pytest.mark.slow
 def test_shipped_lenet_accuracy(mnist_root):
     record = lenet.record()
     assert record["sha256"] == hashlib.sha256(lenet.WEIGHTS.read_bytes()).hexdigest()
@@ -205,6 +208,7 @@ def test_shipped_lenet_accuracy(mnist_root):
     assert acc == pytest.approx(record["test_accuracy"], abs=2e-4)
 
 
+@pytest.mark.slow
 def test_real_vs_itself_zero_and_vs_noise_large(lenet_ext, mnist_root):
     x = load_mnist(mnist_root, "train", 2000).x
     ref = fid.statistics(lenet_ext.features(x[:1000]))
@@ -233,6 +237,7 @@ def test_reference_stats_cached_per_limit(lenet_ext, mnist_root, tmp_path, monke
         fid.reference_stats(lenet_ext, mnist_root, 301, tmp_path)
 
 
+@pytest.mark.slow
 def test_floor_cached_and_retrievable(mnist_root, tmp_path):
     assert fid.floor("lenet", 300, 1000, mnist_root, tmp_path, compute=False) is None
     result = fid.floor("lenet", 300, 1000, mnist_root, tmp_path)
@@ -241,6 +246,7 @@ def test_floor_cached_and_retrievable(mnist_root, tmp_path):
     assert fid.floor("lenet", 300, 1000, mnist_root, tmp_path, compute=False) == result
 
 
+@pytest.mark.slow
 def test_cli_ref_and_floor(mnist_root, tmp_path, capsys):
     common = ["--extractor", "lenet", "--root", str(mnist_root), "--cache-dir", str(tmp_path),
               "--limit", "400"]
@@ -255,6 +261,7 @@ def test_cli_ref_and_floor(mnist_root, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- configs, runs
+@pytest.mark.slow
 def test_config_defaults_and_choices():
     cfg = compose_config()
     assert str(cfg.fid.extractor) == "lenet" and cfg.fid.num_samples == 3000

@@ -82,6 +82,7 @@ def test_logger_config_errors_name_the_key(tmp_path):
         build_logger(cfg.logger, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_users_own_logger_sees_the_run(tiny_overrides, tmp_path):
     from gansweep.trainer import run
 
@@ -111,6 +112,7 @@ def test_a_users_own_logger_yaml_composes_with_the_shipped_ones(tmp_path):
     assert group.loggers[1].prefix == "from-yaml" and group.loggers[1].config == {"seed": 0}
 
 
+@pytest.mark.slow
 def test_csv_logger_writes_the_metrics_rows(tiny_overrides, tmp_path):
     from gansweep.trainer import run
 
@@ -151,6 +153,7 @@ def mlflow_logger(run_dir: Path, db: Path, **extra):
                         artifact_location=str(db.parent / "art"), **extra)
 
 
+@pytest.mark.slow
 def test_mlflow_logger_reads_back_through_mlflow(tmp_path):
     need_mlflow()
     from mlflow import MlflowClient

@@ -141,6 +141,7 @@ def test_errors_name_the_problem():
         metrics.compute(["fid", "sharpness"], np.zeros((5, 2)), np.zeros((5, 2)))
 
 
+@pytest.mark.slow
 def test_compute_all_metrics_of_3000_lenet_sized_features_is_fast():
     """The issue's budget: all metrics of 3000 x 128 features well under 10 s on 2 cores.
     Measured in CPU seconds (all threads), which a loaded machine does not inflate."""

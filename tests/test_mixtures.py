@@ -52,6 +52,7 @@ def test_potential_field_formula():
     assert potential_field(query, real, fake, 0.5, 4).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["mixture_standard", "mixture_coulomb"])
 def test_small_end_to_end_mixture_run(preset, tmp_path):
     cfg = compose_config([f"+experiment={preset}", "trainer.epochs=1",

@@ -110,6 +110,7 @@ def test_precision_key_is_checked():
         compose_config(["trainer.precision=bf17"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gan_type", ["coulomb", "standard"])
 def test_bf16_steps_keep_float32_weights_and_float64_potential(tiny_overrides, tmp_path,
                                                                 gan_type):

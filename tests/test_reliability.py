@@ -96,6 +96,7 @@ def test_metrics_truncation_drops_rows_after_the_checkpoint_and_a_torn_line(tmp_
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_overrides, tmp_path):
     run(compose_config([*tiny_overrides, "+experiment=seed_coulomb_1"]), tmp_path)
     other = compose_config([*tiny_overrides, "+experiment=seed_coulomb_1", "kernel.eps=0.1",
@@ -107,6 +108,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(tiny_overrides, tmp_path)
     assert run(fresh, tmp_path)["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_nan_stops_the_run_as_diverged_and_keeps_the_last_good_checkpoint(tiny_overrides, tmp_path,
                                                                           monkeypatch):
     cfg = compose_config([*tiny_overrides, "trainer.max_batches_per_epoch=4"])
@@ -183,6 +185,7 @@ def test_unwritable_output_dir(tiny_overrides, tmp_path):
         run(compose_config(tiny_overrides), blocker / "run")
 
 
+@pytest.mark.slow
 def test_single_run_exits_with_the_error_and_records_it(mnist_root, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gansweep.train", "optimizer.d.lr=-1",
                            f"dataset.root={mnist_root}", f"hydra.run.dir={tmp_path}/r"],

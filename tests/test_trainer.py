@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import torch
@@ -74,6 +76,7 @@ def _train(overrides, path):
     return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_seeded_runs_are_reproducible(tiny_overrides, tmp_path):
     overrides = [*tiny_overrides, "+experiment=seed_coulomb_4"]
     a = _train(overrides, tmp_path / "a")
@@ -87,6 +90,7 @@ def test_seeded_runs_are_reproducible(tiny_overrides, tmp_path):
     assert strip(c) != strip(a)
 
 
+@pytest.mark.slow
 def test_run_writes_metrics_summary_samples_checkpoint(tiny_overrides, tmp_path):
     summary = run(compose_config([*tiny_overrides, "+experiment=seed_coulomb_1",
                                   "trainer.epochs=2"]), tmp_path)
