@@ -140,3 +140,18 @@ def test_help_shows_the_apps_groups_and_presets_not_the_schemas():
 def test_schema_errors_name_the_key_from_the_root(override, key):
     with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.") + "="):
         check(compose_config([override]))
+
+
+def test_the_compose_api_works_with_nothing_imported_first():
+    """A fresh interpreter: initialize_config_module + compose, no gansweep import before."""
+    import subprocess
+    import sys
+
+    code = ("from hydra import initialize_config_module, compose\n"
+            "with initialize_config_module(config_module='gansweep.conf', version_base='1.3'):\n"
+            "    cfg = compose(config_name='train', overrides=['+experiment=seed_coulomb_1'])\n"
+            "print(cfg.gan_type._target_, cfg.kernel.eps)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd="/")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["gansweep.objectives.CoulombGAN", "1.0"]
