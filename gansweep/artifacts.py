@@ -76,15 +76,22 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write) -> Path:
-    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, then rename over it."""
+def atomic_write(path: Path, write, check=None) -> Path:
+    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, ``check(temp path)``
+    (which raises to refuse it, e.g. a checksum), then rename over ``path``: a reader never
+    sees a partial or refused file. The temp file never outlives a failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
 

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from gansweep import artifacts
+
 log = logging.getLogger(__name__)
 
 
@@ -69,15 +71,13 @@ def extract_verified(archive: zipfile.ZipFile, member: str, target: Path, sha256
     """Stream ``member`` of ``archive`` to ``target`` only if its sha256 is ``sha256``: it is
     written beside the target first and renamed over it once verified, so a reader never
     sees a partial or wrong file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        with archive.open(member) as src, open(tmp, "wb") as dst:
+    def copy(dst) -> None:
+        with archive.open(member) as src:
             shutil.copyfileobj(src, dst, 1 << 20)
+
+    def verify(tmp: Path) -> None:
         actual = sha256_file(tmp)
         if actual != sha256:
             raise error(f"{member}: sha256 {actual}, expected {sha256}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+    return artifacts.atomic_write(target, copy, check=verify)

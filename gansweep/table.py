@@ -85,10 +85,23 @@ def fmt(value: Any) -> str:
 def _recorded_overrides(job: Path, recorded: dict | None) -> dict[str, Any]:
     """The job's overridden keys with the values its run recorded (summary.json's config);
     the override text only for keys that are not config values (e.g. +experiment)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    items = [str(item) for item in _read_yaml(job / ".hydra" / "overrides.yaml") or []]
+    try:  # Hydra's own grammar: quoting, lists, +/~/++ prefixes are read as Hydra read them
+        overrides = OverridesParser.create().parse_overrides(items)
+    except OverrideParseException:
+        return {}  # an edited overrides.yaml: the recorded config still gives the settings
     out: dict[str, Any] = {}
-    for item in _read_yaml(job / ".hydra" / "overrides.yaml") or []:
-        key, _, text = str(item).partition("=")
-        key = key.lstrip("+~")
+    for override in overrides:
+        key = override.key_or_group
+        if override.is_delete():
+            out[key] = "(deleted)"
+            continue
+        given = override.value()
+        text = ",".join(map(str, given)) if isinstance(given, list) else \
+            override.get_value_element_as_str()
         value = select(recorded, key) if isinstance(recorded, dict) else None
         out[key] = fmt(value) if value is not None and not isinstance(value, (dict, list)) \
             else text
