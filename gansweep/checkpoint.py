@@ -19,6 +19,8 @@ import hashlib
 import json
 import logging
 import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,19 @@ class Interrupted(RuntimeError):
     def __init__(self, signum: int):
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
+
+
+@contextmanager
+def on_stop_signals(handler):
+    """SIGTERM (cluster pre-emption, kill) and SIGINT go to ``handler`` inside the block (the
+    main thread only: Python delivers signals there); the previous handlers come back after."""
+    main = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 # ----------------------------------------------------------------------------- identity

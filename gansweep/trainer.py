@@ -13,10 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -146,8 +144,9 @@ class Run:
         log.info("training %s: %d epochs x %d batches of %d on %s (%d torch threads)",
                  self.cfg.name, cfg.epochs, self.batches_per_epoch, cfg.batch_size, self.device,
                  torch.get_num_threads())
+        self.stop_signal = None
         try:
-            with self._signals(self._request_stop):
+            with checkpoint.on_stop_signals(self._request_stop):
                 self._loop(metrics, progress)
         except Diverged as exc:
             log.warning("%s diverged: %s; last good checkpoint and samples kept", self.cfg.name, exc)
@@ -165,7 +164,7 @@ class Run:
         # The final evaluation (minutes for an Inception FID) stops at once on SIGTERM or
         # Ctrl-C; the checkpoint above is final, so a relaunch only evaluates again.
         try:
-            with self._signals(self._stop_now):
+            with checkpoint.on_stop_signals(self._stop_now):
                 final = self.final_samples()
                 results = self.evaluate()
         except Interrupted as exc:
@@ -262,24 +261,6 @@ class Run:
     @staticmethod
     def _stop_now(signum, frame) -> None:
         raise Interrupted(signum)
-
-    def _signals(self, handler):
-        """SIGTERM (cluster pre-emption, kill) and SIGINT go to ``handler`` inside the block."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def installed():
-            self.stop_signal = None
-            main = threading.current_thread() is threading.main_thread()
-            old = {sig: signal.signal(sig, handler)
-                   for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
-            try:
-                yield
-            finally:
-                for sig, previous in old.items():
-                    signal.signal(sig, previous)
-
-        return installed()
 
 
 def run(cfg: DictConfig, out_dir: Path | str) -> dict:
