@@ -10,7 +10,8 @@ linked), ``table.html`` (self-contained report: ranking chart, compact table, ev
 one click away; ``gansweep.render``), ``montage.png`` (final grids side by side, labelled),
 ``ranking.png`` and each job's ``curves.png``. Rows that differ only in seed are grouped
 (``gansweep.grouping``: mean, std, n, 95% Student-t interval per metric, ranks with ties):
-``table_groups.csv``, the first section of ``table.md``/``table.html``, and the sweep's
+``table_groups.csv``, the first section of ``table.md``/``table.html`` when some setting has
+several seeds, and the sweep's
 ``curves_<metric>.png`` and ``precision_recall.png`` (``gansweep.plots``).
 The rows come from ``gansweep.table``; runs that name a published study
 (``reference.study``) get its columns and findings (``gansweep.studies``).
@@ -66,8 +67,12 @@ def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
     chart = plots.ranking_chart(groups, metric, out, published)
     metric_cols = grouping.metric_columns(frame)
     pictures = plots.metric_curves(groups, metric_cols, out) + plots.precision_recall(groups, out)
+    # the over-seeds table only where some setting has several seeds (as table.html): with one
+    # seed per setting every interval is unknown and it would repeat the runs as ties
+    seeded = bool(len(groups)) and int(groups["jobs"].max()) > 1
     markdown = (f"## Settings over seeds\n\n{render.groups_markdown(groups, settings)}\n\n"
-                f"## Per seed\n\n{render.runs_markdown(frame, out)}")
+                f"## Per seed\n\n{render.runs_markdown(frame, out)}" if seeded else
+                f"## Runs\n\n{render.runs_markdown(frame, out)}")
     (out / "table.md").write_text(markdown + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     plots.montage(frame, out / "montage.png", metric)
     compact = tuple(c for s in studies for c in s.COMPACT)

@@ -99,9 +99,8 @@ def _recorded_overrides(job: Path, recorded: dict | None) -> dict[str, Any]:
         if override.is_delete():
             out[key] = "(deleted)"
             continue
-        given = override.value()
-        text = ",".join(map(str, given)) if isinstance(given, list) else \
-            override.get_value_element_as_str()
+        line = override.input_line or ""
+        text = line[line.index("=") + 1:] if "=" in line else ""  # as the user typed it
         value = select(recorded, key) if isinstance(recorded, dict) else None
         out[key] = fmt(value) if value is not None and not isinstance(value, (dict, list)) \
             else text

@@ -105,3 +105,27 @@ def test_table_writes_groups_per_seed_rows_and_plots(seeded_sweep):
     for name in ("curves_fid_lenet.png", "curves_recall_lenet.png", "precision_recall.png"):
         assert (seeded_sweep / name).stat().st_size > 1000, name
     assert page.count("data:image/png;base64") >= 3 + 8  # sweep plots + per-job pictures
+
+
+def test_one_seed_per_setting_gets_no_over_seeds_section(tmp_path):
+    """Without a seed axis every interval is unknown: table.md lists the runs, not n=1 'groups'
+    that all tie (table_groups.csv is still written)."""
+    import json
+
+    from gansweep import aggregate
+
+    sweep = tmp_path / "sweep"
+    for num, eps in enumerate((0.5, 1.0)):
+        job = sweep / f"{num}_coulomb"
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- kernel.eps={eps}\n")
+        config = {"name": "coulomb", "seed": 0, "gan_type": {"name": "coulomb"},
+                  "kernel": {"eps": eps}}
+        (job / "summary.json").write_text(json.dumps(
+            {"status": "ok", "name": "coulomb", "gan_type": "coulomb", "seed": 0,
+             "epochs_done": 1, "batches_done": 2, "wall_seconds": 1.0,
+             "fid_lenet": 10.0 + num, "config": config}))
+    aggregate.aggregate([sweep], echo=False)
+    md = (sweep / "table.md").read_text()
+    assert "## Runs" in md and "Settings over seeds" not in md and "1=" not in md
+    assert (sweep / "table_groups.csv").exists()
