@@ -192,7 +192,15 @@ def fold_upsample_conv_weight(weight: torch.Tensor, fold: torch.Tensor | None = 
     if fold is None:
         fold = torch.tensor(_FOLD, dtype=weight.dtype, device=weight.device)
     out_ch, in_ch = weight.shape[:2]
-    folded = torch.einsum("ari,bsj,ocij->oabcrs", fold, fold, weight)
+    # left to right, as torch contracts without opt_einsum: with opt_einsum installed (e.g.
+    # pulled in by TensorFlow) torch would pick another contraction order, and the same seed
+    # would give other float32 numbers depending on what else is installed
+    # (torch's flags() cannot nest a second disable: only switch it off when it is on)
+    if torch.backends.opt_einsum.enabled:
+        with torch.backends.opt_einsum.flags(enabled=False):
+            folded = torch.einsum("ari,bsj,ocij->oabcrs", fold, fold, weight)
+    else:
+        folded = torch.einsum("ari,bsj,ocij->oabcrs", fold, fold, weight)
     return folded.reshape(4 * out_ch, in_ch, 3, 3)
 
 
