@@ -34,10 +34,6 @@ from gansweep.step import Parts, train_step
 
 log = logging.getLogger(__name__)
 
-# G's chunk size when it samples for an evaluator (the FID's samples have always been drawn
-# in chunks of 500 with noise seeded by seed + 2; evaluators may set their own)
-EVAL_BATCH = 500
-
 
 class Run:
     """One training run: what the config builds, the counters, and the run dir."""
@@ -74,8 +70,10 @@ class Run:
         self.objective = instantiate(cfg.gan_type)
         precision_name = str(cfg.trainer.get("precision", "fp32"))  # bf16: autocast forwards
         self.parts = Parts(self.g, self.d, self.opt_d, self.opt_g, self.objective,
-                           str(cfg.trainer.fake_mode),
-                           lambda: train_autocast(self.device, precision_name))
+                           str(cfg.trainer.fake_mode))
+        if precision_name != "fp32":  # fp32 keeps Parts' no-op context: nothing per step
+            train_autocast(self.device, precision_name)  # an unknown name fails here, once
+            self.parts.autocast = lambda: train_autocast(self.device, precision_name)
         self.counters = Counters()
         self.perm: torch.Tensor | None = None  # this epoch's shuffle
         self.perm_epoch: int | None = None
@@ -101,8 +99,10 @@ class Run:
     def evaluate(self) -> dict:
         """The evaluator's numbers for the current G (on noise of its own, evaluation never
         draws from the training streams)."""
+        # each evaluator says which noise stream and chunk size its samples come from (a
+        # user's own may leave it to the defaults: seed + 2, the run's batch size)
         sample = self.sampler(getattr(self.evaluator, "seed_offset", 2),
-                              getattr(self.evaluator, "sample_batch", EVAL_BATCH))
+                              getattr(self.evaluator, "sample_batch", None))
         with isolated_rng(self.device):
             return self.evaluator(sample)
 
@@ -131,7 +131,7 @@ class Run:
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict:
-        cfg, c = self.cfg.trainer, self.counters
+        cfg = self.cfg.trainer
         if not checkpoint.resume(self):
             artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
         c = self.counters

@@ -65,6 +65,10 @@ class FidEvaluator:
     """``fid.*`` settings (conf/fid/*.yaml, schema.FidConfig) plus where the data is and the
     device. ``extractor="none"`` gives a disabled evaluator: nothing due, no metrics."""
 
+    # what the trainer's generator callable draws: G in chunks of 500 on noise seeded by the
+    # run's seed + 2 (another stream than the final grid's seed + 1), as since FID landed
+    seed_offset, sample_batch = 2, 500
+
     def __init__(self, extractor: str = "lenet", num_samples: int = 3000,
                  ref_limit: int | None = None, batch_size: int = 500,
                  every_epochs: int | None = None, quantize: bool = True,
