@@ -7,17 +7,19 @@ check agreement to float32 rounding. No timing assertions here: `gansweep-bench`
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gansweep import bench
+from gansweep import bench, onednn
 from gansweep.data import load_mnist
 from gansweep.kernels import (PlummerKernel, plummer_potential, plummer_potential_mm,
                               squared_distances, squared_distances_mm)
-from gansweep.models import (_FOLD, Discriminator, FastGenerator, Generator, SameConv2d, build_models,
-                             fold_upsample_conv_weight, keras_init_, upsample_conv)
+from gansweep.models import (_FOLD, Discriminator, FastDiscriminator, FastGenerator, Generator,
+                             SameConv2d, build_models, fold_upsample_conv_weight, keras_init_,
+                             upsample_conv)
 from gansweep.step import train_step
 from gansweep.trainer import Run
 
@@ -121,7 +123,7 @@ def test_build_models_switch_and_discriminator_unchanged():
         torch.manual_seed(0)
         g, d = build_models(cfg)
         assert type(g) is (FastGenerator if impl == "fast" else Generator)
-        assert type(d) is Discriminator
+        assert type(d) is (FastDiscriminator if impl == "fast" else Discriminator)
         d.eval()
         x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
         outputs[impl] = (d(x), g.state_dict())
@@ -276,3 +278,49 @@ def test_the_fold_does_not_depend_on_opt_einsum_being_installed():
     with torch.backends.opt_einsum.flags(enabled=True):  # as with opt_einsum installed
         assert torch.equal(fold_upsample_conv_weight(weight), plain)
         assert torch.backends.opt_einsum.enabled  # the user's setting is left as it was
+
+
+# ----------------------------------------------------------------------------- oneDNN linear
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 CPU builds")
+def test_onednn_linear_is_in_this_torch_build():
+    # the fast path's speed on a CPU relies on it; a torch without it falls back to F.linear
+    assert onednn.AVAILABLE
+
+
+@pytest.mark.skipif(not onednn.AVAILABLE, reason="torch build without oneDNN's fused linear")
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_values_and_gradients_are_float32_exact(bias):
+    # Same maths as F.linear in another summation order: against float64 truth its error is
+    # of the size of MKL's (a few float32 ulps of the largest value), never more.
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(256, 384, bias=bias)
+    truth = torch.nn.Linear(256, 384, bias=bias).double()
+    truth.load_state_dict({k: v.double() for k, v in layer.state_dict().items()})
+    x = torch.randn(96, 256, requires_grad=True)
+    x64 = x.detach().double().requires_grad_()
+    assert onednn.usable(x, layer.weight)
+    y = onednn.linear(x, layer)
+    y64 = truth(x64)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y64.backward(grad.double())
+    pairs = [(y, y64), (x.grad, x64.grad), (layer.weight.grad, truth.weight.grad)]
+    if bias:
+        pairs.append((layer.bias.grad, truth.bias.grad))
+    for ours, exact in pairs:
+        assert ours.dtype == torch.float32
+        ulp = torch.finfo(torch.float32).eps * exact.abs().max().item()
+        assert (ours.double() - exact).abs().max().item() < 16 * ulp
+    again = onednn.linear(x.detach(), layer)
+    assert torch.equal(again, y.detach())  # deterministic
+
+
+def test_onednn_linear_falls_back_where_it_does_not_apply():
+    layer = torch.nn.Linear(8, 4)
+    x = torch.randn(3, 8)
+    assert not onednn.usable(x.double(), layer.weight.double())  # float64: F.linear
+    assert not onednn.usable(x.view(1, 3, 8), layer.weight)  # not 2-D
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn.usable(x, layer.weight)  # bf16 autocast: torch's own cast rules
+        assert onednn.linear(x, layer).dtype == torch.bfloat16
+    torch.testing.assert_close(onednn.linear(x, layer), F.linear(x, layer.weight, layer.bias))
