@@ -23,13 +23,15 @@ that run's alone), and FID feature throughput when a ``gansweep.fid`` module is 
     gansweep-bench --steps 30 --warmup 5 --json outputs/bench/mine.json
     gansweep-bench --impls fast --gan-types coulomb -o trainer.threads=2
     gansweep-bench --peer keras --impls fast --threads 2   # the seed's step in Keras 3 beside ours
+    gansweep-bench --impls fast --profile 10        # + per-op table: where a step's time goes
 
 ``--peer keras`` (``pip install 'gansweep[keras-peer]'``) adds the seed's step rebuilt in Keras 3
 on TensorFlow's CPU build (``gansweep.peers.keras``) to the same interleaved rounds and prints
 how many times faster each of our impls is.
 
 Longer than the other modules because it is one command with several measurements (step
-times, GEMM peak, FID throughput, metric cost, memory, loop costs) and their table.
+times, GEMM peak, FID throughput, metric cost, memory, loop costs, per-op profile) and their
+table.
 """
 
 from __future__ import annotations
@@ -195,20 +197,25 @@ def gemm_peaks(device: torch.device, n: int) -> dict:
 def fid_throughput(device: torch.device, images: torch.Tensor) -> dict:
     """Images/s of each FID feature extractor (``gansweep.fid.load_extractor``) on real MNIST.
 
-    Inception processes one of its batches (50 images: seconds to minutes on a CPU); LeNet
-    one of its own. An extractor whose weights cannot be had is reported as skipped.
+    Inception processes one of its batches (50 images: seconds to minutes on a CPU), in
+    float32 and as its bf16 variant (``fid.precision=bf16``); LeNet one of its own. An
+    extractor whose weights cannot be had is reported as skipped.
     """
     from gansweep.fid import EXTRACTORS, load_extractor
+    from gansweep.fid.extractors import BF16_EXTRACTORS
 
     results = {}
     for name in EXTRACTORS:
-        try:
-            extractor = load_extractor(name, device)
-            rate = extractor.throughput(images.to(device))
-            results[name] = {"status": "ok", "images_per_s": round(rate, 2),
-                             "batch": extractor.batch_size}
-        except Exception as error:  # noqa: BLE001 - an optional part of the bench
-            results[name] = {"status": "skipped", "reason": f"{type(error).__name__}: {error}"}
+        for precision in ("fp32", "bf16") if name in BF16_EXTRACTORS else ("fp32",):
+            label = name if precision == "fp32" else f"{name} {precision}"
+            try:
+                extractor = load_extractor(name, device, precision=precision)
+                rate = extractor.throughput(images.to(device))
+                results[label] = {"status": "ok", "images_per_s": round(rate, 2),
+                                  "batch": extractor.batch_size}
+            except Exception as error:  # noqa: BLE001 - an optional part of the bench
+                results[label] = {"status": "skipped",
+                                  "reason": f"{type(error).__name__}: {error}"}
     return results
 
 
@@ -288,6 +295,36 @@ def _probe_main(overrides: list[str], steps: int) -> None:
                           "vm_hwm_mb": vm_hwm_mb()}))
 
 
+def profile_ops(stepper: Stepper, steps: int, top: int) -> dict:
+    """Where one step's time goes: ``torch.profiler`` over ``steps`` steps, ops grouped by
+    name and input shapes (so G's and D's convolutions are apart), sorted by self time.
+    Rows give milliseconds and calls per step and the share of the profiled self time
+    (the profiler's own overhead included, a few percent)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if stepper.run.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=True) as prof:
+        for _ in range(steps):
+            stepper.step()
+        sync(stepper.run.device)
+    events = prof.key_averages(group_by_input_shape=True)
+    cuda = stepper.run.device.type == "cuda"
+
+    def self_us(event) -> float:
+        return event.self_device_time_total if cuda else event.self_cpu_time_total
+
+    events = sorted(events, key=self_us, reverse=True)
+    total = sum(self_us(e) for e in events)
+    rows = [{"op": e.key, "shapes": str(e.input_shapes)[:70],
+             "ms_per_step": round(self_us(e) / steps / 1e3, 2),
+             "calls_per_step": round(e.count / steps, 2),
+             "share": round(self_us(e) / total, 4)} for e in events[:top]]
+    return {"steps": steps, "ms_per_step": round(total / steps / 1e3, 1),
+            "clock": "device" if cuda else "cpu", "ops": rows}
+
+
 # ----------------------------------------------------------------------------- bench
 def bench(args) -> dict:
     base = [f"dataset.root={args.data_root}", "trainer.progress=off",
@@ -356,6 +393,9 @@ def bench(args) -> dict:
             costs = stepper.loop_costs(median)
             results[f"{pair[0]}/{pair[1]}"].update(
                 loop_costs=costs, loop_s_per_step=median + costs["overhead_s_per_step"])
+            if args.profile:
+                results[f"{pair[0]}/{pair[1]}"]["profile"] = profile_ops(
+                    stepper, args.profile, args.profile_top)
         bench_rss = peak_rss_mb()
     for gan in args.gan_types:  # reference-equivalent rate: the reference's work / fast time
         ref, fast = results.get(f"{gan}/reference"), results.get(f"{gan}/fast")
@@ -447,6 +487,16 @@ def format_table(report: dict) -> str:
             lines.append(f"FID features ({name}): " + (
                 f"{result['images_per_s']} images/s (batch {result['batch']})"
                 if result["status"] == "ok" else f"skipped ({result['reason']})"))
+    for name, row in report["results"].items():
+        if "profile" not in row:
+            continue
+        prof = row["profile"]
+        lines += ["", f"Per-op profile, {name} ({prof['steps']} steps under torch.profiler, "
+                      f"{prof['ms_per_step']} ms/step of {prof['clock']} self time; top "
+                      f"{len(prof['ops'])}):",
+                  "| op | input shapes | ms/step | calls/step | share |", "|---|---|---|---|---|"]
+        lines += [f"| {op['op']} | {op['shapes']} | {op['ms_per_step']:.2f} "
+                  f"| {op['calls_per_step']:g} | {100 * op['share']:.1f}% |" for op in prof["ops"]]
     cost = report.get("metric_cost")
     if cost and "per_metric" in cost:
         lines += ["", f"Evaluation cost per metric ({cost['samples']} x {cost['feature_dim']} "
@@ -484,6 +534,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the per-metric evaluation cost (KID, PRDC, FID)")
     parser.add_argument("--metric-samples", type=int, default=3000,
                         help="samples (and reference features) for the evaluation cost")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="after the timed rounds, profile STEPS steps of each of our pairs "
+                             "and print where the time goes, op by op (torch.profiler)")
+    parser.add_argument("--profile-top", type=int, default=15, help="ops shown per profile")
     parser.add_argument("--json", default=None,
                         help="where to write the JSON (default outputs/bench/bench_<time>.json)")
     parser.add_argument("-o", "--overrides", nargs="*", default=[],

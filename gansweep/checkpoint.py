@@ -106,7 +106,12 @@ def fingerprint(cfg: DictConfig) -> dict:
 
 
 def identity(cfg: DictConfig) -> dict:
-    return {**fingerprint(cfg), **_select(cfg, IDENTITY_KEYS, NOT_IN_IDENTITY)}
+    out = {**fingerprint(cfg), **_select(cfg, IDENTITY_KEYS, NOT_IN_IDENTITY)}
+    # a bf16 Inception scores other numbers; named only when not the default fp32, so the
+    # identities (and job dir hashes) of float32 runs stay what they were
+    if (out.get("fid") or {}).get("precision") == "fp32":
+        del out["fid"]["precision"]
+    return out
 
 
 def identity_hash(cfg: DictConfig) -> str:

@@ -16,9 +16,12 @@ float64 tests, bf16 autocast and CUDA take torch's own path. The backward pass i
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 _OP = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 
@@ -35,6 +38,13 @@ def available() -> bool:
 
 AVAILABLE = available()
 
+if AVAILABLE:  # so that FlopCounterMode (gansweep-bench's GFLOP/step) counts these matmuls
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(_OP)
+    def _flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
 
 def _matmul_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b^T on oneDNN (a: (M, K), b: (N, K), any strides)."""
@@ -49,6 +59,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return _OP(x, weight, bias, "none", [], "")
 
     @staticmethod
+    @once_differentiable  # oneDNN's op has no autograd formula: a double backward must raise
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
@@ -64,9 +75,9 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``linear`` takes the oneDNN path for this input (else ``F.linear``)."""
-    return (AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and x.dim() == 2
-            and not torch.is_autocast_enabled("cpu"))
+    return (AVAILABLE and torch.backends.mkldnn.enabled and x.device.type == "cpu"
+            and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.dim() == 2
+            and x.shape[0] > 0 and x.shape[1] > 0 and not torch.is_autocast_enabled("cpu"))
 
 
 def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:

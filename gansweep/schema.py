@@ -391,6 +391,7 @@ class FidConfig:
     dc_k: int = 5
     best_metric: str = "fid"
     objective: str = "fid"
+    precision: Precision = Precision.fp32  # the extractor's arithmetic; bf16: Inception only
 
 
 @dataclass
@@ -450,6 +451,10 @@ def _check_fid(fid) -> None:
             f"must be > {dim} or null (all 60000 training images)")
     require(_get(fid, "batch_size", 1) >= 1, "fid.batch_size", _get(fid, "batch_size"),
             "must be >= 1")
+    precision = str(_get(fid, "precision", "fp32"))
+    require(precision == "fp32" or extractor == "inception", "fid.precision", precision,
+            "bf16 exists for the Inception extractor only; use fid.precision=fp32 with "
+            f"fid={extractor}, or fid=inception")
     every = _get(fid, "every_epochs")
     require(every is None or every >= 1, "fid.every_epochs", every,
             "must be >= 1 or null (only at the end)")

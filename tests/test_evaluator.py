@@ -125,3 +125,22 @@ def test_unknown_metric_is_named(cheap):
     with pytest.raises(ValueError, match=r"fid.metrics: unknown \['sharpness'\]"):
         FidEvaluator(metrics=["fid", "sharpness"])
     assert np.isfinite(FidEvaluator().objective({"fid_lenet": 1.0}))
+
+
+def test_fid_precision_bf16_is_for_inception_and_named_in_identity():
+    from gansweep.checkpoint import identity, identity_hash
+    from gansweep.schema import ConfigError, check
+    from tests.helpers import compose_config
+
+    with pytest.raises(ConfigError, match=r"fid.precision='bf16'.*Inception extractor only"):
+        check(compose_config(["fid.precision=bf16"]))  # lenet has no bf16 variant
+    with pytest.raises(ValueError, match="only inception has a bf16 variant. Fix"):
+        load_extractor("lenet", precision="bf16")
+    fp32 = compose_config(["fid=inception"])
+    bf16 = compose_config(["fid=inception", "fid.precision=bf16"])
+    check(bf16)
+    assert "precision" not in identity(fp32)["fid"]  # float32 jobs keep their dir hashes
+    assert identity(bf16)["fid"]["precision"] == "bf16"
+    assert identity_hash(fp32) != identity_hash(bf16)  # never the same job dir or resume
+    evaluator = instantiate(bf16.fid, data_root="data", device="cpu")
+    assert evaluator.precision == "bf16"

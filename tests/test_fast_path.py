@@ -116,7 +116,7 @@ def test_gradients_equal(bn_axis, train, dtype):
         torch.testing.assert_close(grads[1][name], a, rtol=100 * rel, atol=rel * scale, msg=name)
 
 
-def test_build_models_switch_and_discriminator_unchanged():
+def test_build_models_switch_and_same_discriminator_values():
     outputs = {}
     for impl in ("reference", "fast"):
         cfg = compose_config([f"model.impl={impl}"]).model
@@ -127,7 +127,8 @@ def test_build_models_switch_and_discriminator_unchanged():
         d.eval()
         x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
         outputs[impl] = (d(x), g.state_dict())
-    # Same values; the fast impl only stores D's conv weights channels_last.
+    # Same values and parameters; the fast D stores its conv weights channels_last and runs
+    # its dense layers on oneDNN.
     torch.testing.assert_close(outputs["fast"][0], outputs["reference"][0], rtol=1e-5, atol=1e-6)
     for key, value in outputs["reference"][1].items():
         torch.testing.assert_close(outputs["fast"][1][key], value, rtol=0, atol=0)
@@ -246,7 +247,8 @@ def test_bench_end_to_end(mnist_root, tmp_path, capsys):
     bench.main(["--steps", "2", "--warmup", "1", "--batch-size", "16", "--limit", "64",
                 "--gan-types", "coulomb",
                 "--data-root", str(mnist_root), "--device", "cpu", "--no-rss", "--peak-size", "256",
-                "--metric-samples", "200", "--json", str(out)])
+                "--metric-samples", "200", "--profile", "1", "--profile-top", "5",
+                "--json", str(out)])
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"coulomb/reference", "coulomb/fast"}
     for row in report["results"].values():
@@ -266,6 +268,12 @@ def test_bench_end_to_end(mnist_root, tmp_path, capsys):
     assert "| coulomb | fast |" in printed and "loop s/step = median + logging" in printed
     assert "| kid |" in printed
     assert "max_memory_allocated_mb" not in report  # CUDA only
+    profile = fast["profile"]  # --profile: where the step's time goes, op by op
+    assert profile["steps"] == 1 and len(profile["ops"]) == 5 and profile["ms_per_step"] > 0
+    shares = [op["share"] for op in profile["ops"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
+    assert any("convolution" in op["op"] for op in profile["ops"])
+    assert "Per-op profile, coulomb/fast" in printed and "| op | input shapes |" in printed
 
 
 def test_the_fold_does_not_depend_on_opt_einsum_being_installed():
@@ -315,11 +323,32 @@ def test_onednn_linear_values_and_gradients_are_float32_exact(bias):
     assert torch.equal(again, y.detach())  # deterministic
 
 
+@pytest.mark.skipif(not onednn.AVAILABLE, reason="torch build without oneDNN's fused linear")
+def test_onednn_linear_flops_are_counted_and_a_double_backward_raises():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer, x = torch.nn.Linear(64, 32), torch.randn(8, 64, requires_grad=True)
+    counts = []
+    for forward in (lambda: onednn.linear(x, layer), lambda: F.linear(x, layer.weight, layer.bias)):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            forward().sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == 3 * 2 * 8 * 64 * 32  # gansweep-bench's GFLOP/step
+    (grad,) = torch.autograd.grad(onednn.linear(x, layer).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):  # no second-order formula: refuse, never a wrong number
+        grad.sum().backward()
+
+
 def test_onednn_linear_falls_back_where_it_does_not_apply():
     layer = torch.nn.Linear(8, 4)
     x = torch.randn(3, 8)
     assert not onednn.usable(x.double(), layer.weight.double())  # float64: F.linear
     assert not onednn.usable(x.view(1, 3, 8), layer.weight)  # not 2-D
+    assert not onednn.usable(x[:0], layer.weight)  # an empty batch: oneDNN has no primitive
+    assert onednn.linear(x[:0], layer).shape == (0, 4)
+    with torch.backends.mkldnn.flags(enabled=False):  # the user switched oneDNN off
+        assert not onednn.usable(x, layer.weight)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not onednn.usable(x, layer.weight)  # bf16 autocast: torch's own cast rules
         assert onednn.linear(x, layer).dtype == torch.bfloat16

@@ -13,7 +13,7 @@ import torch
 from scipy import linalg
 
 from gansweep import fid, inception, lenet
-from gansweep.fid import frechet
+from gansweep.fid import cache as fid_cache, frechet
 from gansweep.data import load_mnist
 from gansweep.trainer import run
 from gansweep.schema import ConfigError
@@ -297,3 +297,20 @@ def test_training_run_writes_fid(tiny_overrides, tmp_path):
 def test_training_run_without_fid(tiny_overrides, tmp_path):
     summary = run(compose_config(tiny_overrides + ["fid=none"]), tmp_path)
     assert "objective" not in summary and not any(k.startswith("fid") for k in summary)
+
+
+@pytest.mark.slow
+def test_bf16_inception_is_its_own_extractor_with_its_own_cache_key(inception_cache, mnist_root):
+    """fid.precision=bf16: the same network in bfloat16, loaded apart from the float32 one,
+    its features close to float32's but never mixed with them (cache key, summary)."""
+    fp32 = fid.load_extractor("inception", "cpu", inception_cache)
+    bf16 = fid.load_extractor("inception", "cpu", inception_cache, precision="bf16")
+    assert bf16 is not fp32 and bf16.model.precision == "bf16" and fp32.model.precision == "fp32"
+    assert fid.load_extractor("inception", "cpu", inception_cache, precision="bf16") is bf16
+    assert (fid_cache.reference_key(fp32, None).endswith("_cpu-float32")
+            and fid_cache.reference_key(bf16, None).endswith("_cpu-bf16"))
+    x = load_mnist(mnist_root, "test", 4).x
+    a, b = fp32.features(x), bf16.features(x)
+    assert b.dtype == np.float32
+    rel = np.abs(a - b).max() / np.abs(a).max()
+    assert 0 < rel < 0.05, rel  # bfloat16 rounding, not another network

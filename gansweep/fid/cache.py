@@ -24,8 +24,7 @@ from tqdm import tqdm
 
 from gansweep.artifacts import atomic_write
 from gansweep.data import MNIST_MD5, SPLIT_FILES, load_mnist
-from gansweep.device import precision
-from gansweep.fid.extractors import Extractor, default_cache_dir, load_extractor
+from gansweep.fid.extractors import Extractor, arithmetic, default_cache_dir, load_extractor
 from gansweep.fid.frechet import frechet_distance, metric_name, statistics
 
 log = logging.getLogger(__name__)
@@ -39,10 +38,9 @@ def stats_dir(cache_dir: Path | str | None) -> Path:
 
 def reference_key(extractor: Extractor, limit: int | None, split: str = "train") -> str:
     """Extractor and weights, data and limit, and where and at what precision the features
-    were computed (TF32 on a GPU gives other features than float32 on a CPU)."""
+    were computed (TF32 on a GPU or a bf16 Inception give other features than float32)."""
     checksum = MNIST_MD5[SPLIT_FILES[split][0]]
-    arithmetic = f"{extractor.device.type}-{precision(extractor.device)}"
-    return f"{extractor.name}_{extractor.tag}_{split}-{checksum}_{limit or 'all'}_{arithmetic}"
+    return f"{extractor.name}_{extractor.tag}_{split}-{checksum}_{limit or 'all'}_{arithmetic(extractor)}"
 
 
 def locked_cache(path: Path, read: Callable[[Path], Any], compute: Callable[[], Any]) -> Any:
@@ -223,12 +221,13 @@ def write_json(path: Path, result: dict) -> dict:
 def floor(extractor: str | Extractor = "lenet", num_samples: int = 3000,
           ref_limit: int | None = None, data_root: Path | str = "data",
           cache_dir: Path | str | None = None, device: torch.device | str = "cpu",
-          compute: bool = True, progress: bool = False) -> dict | None:
+          compute: bool = True, progress: bool = False, precision: str = "fp32") -> dict | None:
     """FID of the first ``num_samples`` real MNIST *test* images against the reference:
     the best a generator can hope for at this sample count. Cached; with ``compute=False``
-    returns None unless it is already cached."""
+    returns None unless it is already cached. ``precision`` (as ``fid.precision``) applies
+    when ``extractor`` is given by name."""
     if isinstance(extractor, str):
-        extractor = load_extractor(extractor, device, cache_dir)
+        extractor = load_extractor(extractor, device, cache_dir, precision=precision)
     path = (stats_dir(cache_dir)
             / f"floor_{reference_key(extractor, num_samples, 'test')}_vs_"
               f"{reference_key(extractor, ref_limit)}.json")

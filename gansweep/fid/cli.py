@@ -37,7 +37,8 @@ def _device(name: str) -> torch.device:
 
 
 def _cmd_ref(args) -> int:
-    ext = load_extractor(args.extractor, _device(args.device), args.cache_dir, args.batch_size)
+    ext = load_extractor(args.extractor, _device(args.device), args.cache_dir, args.batch_size,
+                         precision=args.precision)
     if args.estimate_only:
         data = load_mnist(args.root, "train", None)
         rate = ext.throughput(data.x)
@@ -53,13 +54,16 @@ def _cmd_ref(args) -> int:
 
 def _cmd_floor(args) -> int:
     device = _device(args.device)
-    result = floor(args.extractor, args.num_samples, args.limit, args.root, args.cache_dir,
+    extractor = load_extractor(args.extractor, device, args.cache_dir, args.batch_size,
+                               precision=args.precision)
+    result = floor(extractor, args.num_samples, args.limit, args.root, args.cache_dir,
                    device, progress=True)
     if args.metrics:  # KID, precision/recall, density/coverage of the same real images
         evaluator = FidEvaluator(
             args.extractor, args.num_samples, args.limit, args.batch_size,
             cache_dir=args.cache_dir or default_cache_dir(), metrics=args.metrics.split(","),
-            ref_features=args.ref_features, data_root=args.root, device=device)
+            ref_features=args.ref_features, precision=args.precision, data_root=args.root,
+            device=device)
         floors = evaluator.metric_floor()
         result = {**result, "metrics": {k: v for k, v in floors.items() if k != "details"}}
     print(json.dumps(result, indent=2))
@@ -85,6 +89,10 @@ def parser() -> argparse.ArgumentParser:
                         help="default: $GANSWEEP_CACHE or ~/.cache/gansweep")
     common.add_argument("--device", default="auto", help="auto | cpu | cuda")
     common.add_argument("--batch-size", type=int, default=None)
+    common.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="as fid.precision: bf16 runs Inception's convolutions in bfloat16 "
+                             "(faster on a CPU with AVX512_BF16; FID slightly off float32's, "
+                             "docs/evaluation.md); its reference statistics are cached apart")
     common.add_argument("--limit", type=int, default=None,
                         help="reference: first N training images (default: all 60000)")
     p = sub.add_parser("ref", parents=[common], help="compute and cache reference statistics")

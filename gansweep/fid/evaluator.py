@@ -36,9 +36,8 @@ import numpy as np
 import torch
 
 from gansweep.data import load_mnist
-from gansweep.device import precision
 from gansweep.fid import cache, metrics
-from gansweep.fid.extractors import DEFAULT_CACHE, Extractor, load_extractor
+from gansweep.fid.extractors import DEFAULT_CACHE, Extractor, arithmetic, load_extractor
 from gansweep.fid.frechet import FIDError, frechet_distance, metric_name, quantize, statistics
 
 log = logging.getLogger(__name__)
@@ -76,12 +75,13 @@ class FidEvaluator:
                  metrics: Sequence[str] = DEFAULT_METRICS, ref_features: int = 10000,
                  ref_seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000,
                  pr_k: int = 3, dc_k: int = 5, best_metric: str = "fid", objective: str = "fid",
-                 *, data_root: Path | str = "data", device: torch.device | str = "cpu",
-                 fetch_data: bool = True):
+                 precision: str = "fp32", *, data_root: Path | str = "data",
+                 device: torch.device | str = "cpu", fetch_data: bool = True):
         self.extractor_name = str(extractor)
         self.num_samples, self.ref_limit, self.batch_size = num_samples, ref_limit, batch_size
         self.every_epochs, self.quantize = every_epochs, quantize
         self.cache_dir, self.fetch = str(cache_dir), fetch
+        self.precision = str(precision)  # the extractor's arithmetic (bf16: Inception only)
         names = [str(m) for m in (metrics or ["fid"])]
         unknown = sorted(set(names) - set(DEFAULT_METRICS))
         if unknown:
@@ -198,7 +198,7 @@ class FidEvaluator:
     # ------------------------------------------------------------------ one pass
     def extractor(self) -> Extractor:
         return load_extractor(self.extractor_name, self.device, self.cache_dir, self.batch_size,
-                              self.fetch)
+                              self.fetch, self.precision)
 
     def evaluate(self, sample: Sampler, quantized: bool | None = None) -> dict:
         """Every requested metric on ``fid.num_samples`` images from ``sample(n)``:
@@ -226,7 +226,7 @@ class FidEvaluator:
                    "total": round(time.perf_counter() - t0, 3)}
         return {**values, "details": {
             "extractor": name, "weights": extractor.tag, "metrics": names,
-            "arithmetic": f"{extractor.device.type}-{precision(extractor.device)}",
+            "arithmetic": arithmetic(extractor),
             "num_samples": self.num_samples, "ref_limit": self.ref_limit,
             "ref_count": ref[2]["count"],
             **({"ref_features": len(ref_feats)} if ref_feats is not None else {}),
@@ -289,7 +289,7 @@ class FidEvaluator:
     def _floors(self, compute: bool) -> tuple[dict | None, dict | None]:
         fid_floor = None
         if "fid" in self.metrics or compute:
-            fid_floor = cache.floor(self.extractor_name, self.num_samples, self.ref_limit,
+            fid_floor = cache.floor(self.extractor(), self.num_samples, self.ref_limit,
                                     self.data_root, self.cache_dir, self.device, compute=compute)
         return fid_floor, self.metric_floor(compute)
 

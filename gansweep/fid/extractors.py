@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from gansweep.device import isolated_rng
+from gansweep.device import isolated_rng, precision
 
 DEFAULT_CACHE = "~/.cache/gansweep"
 
@@ -63,6 +63,7 @@ class Extractor:
     batch_size: int
     source: str
     forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None
+    precision: str = "fp32"  # fid.precision: the network's arithmetic (bf16: Inception only)
 
     def __post_init__(self):
         if self.forward is None:
@@ -93,12 +94,13 @@ class Extractor:
         return len(batch) / (time.perf_counter() - t0)
 
 
-def build_inception(device: torch.device, cache_dir: Path, fetch: bool) -> Extractor:
+def build_inception(device: torch.device, cache_dir: Path, fetch: bool,
+                    precision: str = "fp32") -> Extractor:
     from gansweep import inception
 
-    model, source = inception.load_inception(cache_dir, device, fetch=fetch)
+    model, source = inception.load_inception(cache_dir, device, fetch=fetch, precision=precision)
     return Extractor("inception", "pt_inception-2015-12-05", inception.FEATURE_DIM, model,
-                     device, 50, source)
+                     device, 50, source, precision=precision)
 
 
 def build_lenet(device: torch.device, cache_dir: Path, fetch: bool) -> Extractor:
@@ -115,24 +117,43 @@ BUILDERS: dict[str, Callable[[torch.device, Path, bool], Extractor]] = {
     "lenet": build_lenet,
 }
 EXTRACTORS = tuple(BUILDERS)
+# extractors whose builder takes precision="bf16" (fid.precision); the others are float32 only
+BF16_EXTRACTORS = ("inception",)
+
+
+def arithmetic(extractor: Extractor) -> str:
+    """Where and in what arithmetic the features are computed, e.g. ``cpu-float32``,
+    ``cuda-tf32`` or ``cpu-bf16``: part of the reference cache key and of every FID summary,
+    since each gives other features."""
+    if extractor.precision == "bf16":
+        return f"{extractor.device.type}-bf16"
+    return f"{extractor.device.type}-{precision(extractor.device)}"
+
 
 _LOADED: dict[tuple, Extractor] = {}
 
 
 def load_extractor(name: str, device: torch.device | str = "cpu",
                    cache_dir: Path | str | None = None, batch_size: int | None = None,
-                   fetch: bool = True) -> Extractor:
-    """The named extractor on ``device`` (kept loaded for the life of the process)."""
+                   fetch: bool = True, precision: str = "fp32") -> Extractor:
+    """The named extractor on ``device`` (kept loaded for the life of the process);
+    ``precision="bf16"`` (Inception only) runs its convolutions in bfloat16."""
     if name not in BUILDERS:
         raise ValueError(f"unknown FID extractor {name!r}; choose one of {EXTRACTORS}")
+    precision = str(precision)
+    if precision != "fp32" and (precision != "bf16" or name not in BF16_EXTRACTORS):
+        raise ValueError(f"fid.precision={precision!r} with extractor {name!r}: only "
+                         f"{', '.join(BF16_EXTRACTORS)} has a bf16 variant. Fix: "
+                         "fid.precision=fp32, or fid=inception")
     device = torch.device(device)
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    key = (name, str(device), str(cache_dir))
+    key = (name, str(device), str(cache_dir), precision)
     if key not in _LOADED:
         # building a network initialises its layers from the global RNG before the weights
         # are loaded: fork it, so loading an extractor never shifts a training run's streams
+        extra = {"precision": precision} if precision != "fp32" else {}
         with isolated_rng(device):
-            _LOADED[key] = BUILDERS[name](device, cache_dir, fetch)
+            _LOADED[key] = BUILDERS[name](device, cache_dir, fetch, **extra)
     extractor = _LOADED[key]
     if batch_size:
         extractor = Extractor(**{**vars(extractor), "batch_size": batch_size})
