@@ -263,7 +263,7 @@ class FIDInceptionV3(nn.Module):
         every convolution) and each BatchNorm folded into its convolution
         (``BasicConv2d.fold_batchnorm_``). ``precision="bf16"`` also runs the convolutions
         under bfloat16 autocast (float32 accumulation): about twice as fast again, but its
-        features are NOT float32 features (an FID differs; docs in README "Performance")."""
+        features are NOT float32 features (an FID differs: docs/evaluation.md, fid.precision)."""
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"Inception precision={precision!r}: choose fp32 or bf16")
         self.to(memory_format=torch.channels_last)
