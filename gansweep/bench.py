@@ -14,8 +14,9 @@ epoch). On CUDA every timed interval ends with a synchronisation, and the peak C
 (``torch.cuda.max_memory_allocated``) is reported.
 
 Also reported: GFLOP per step (``torch.utils.flop_counter.FlopCounterMode`` over one step),
-achieved GFLOP/s and its ratio to a float32 matrix-product peak measured in the same run
-(the best GEMM in the process: torch's and, where TensorFlow is importable, TensorFlow's),
+achieved GFLOP/s and its ratio to a matrix-product peak measured in the same run, in the
+steps' arithmetic (float32: the best GEMM in the process, torch's and, where TensorFlow is
+importable, TensorFlow's; ``-o trainer.precision=bf16``: torch's bfloat16 GEMM),
 peak resident memory of one full-MNIST training run (a child process, so the figure is
 that run's alone), and FID feature throughput when a ``gansweep.fid`` module is installed.
 
@@ -160,11 +161,12 @@ class PeerStepper:
         return self.peer.step(self.data[index])
 
 
-def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 7) -> float:
-    """Median float32 GFLOP/s of an n x n x n matrix product (2 n^3 flops)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    out = torch.empty(n, n, device=device)
+def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 7,
+                       dtype: torch.dtype = torch.float32) -> float:
+    """Median GFLOP/s of an n x n x n matrix product (2 n^3 flops) in ``dtype``."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
     torch.mm(a, b, out=out)
     times = []
     for _ in range(repeats):
@@ -182,10 +184,14 @@ def tensorflow_importable() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def gemm_peaks(device: torch.device, n: int) -> dict:
-    """Float32 GFLOP/s of an n^3 matrix product by each GEMM this process can call: torch's
-    (MKL on CPU) and, where TensorFlow is importable on a CPU run, TensorFlow's (oneDNN).
-    Both are IEEE float32; the best of them is the machine's peak for "% of peak"."""
+def gemm_peaks(device: torch.device, n: int, precision: str = "fp32") -> dict:
+    """GFLOP/s of an n^3 matrix product by each GEMM this process can call, in the steps'
+    arithmetic. Float32: torch's (MKL on CPU) and, where TensorFlow is importable on a CPU
+    run, TensorFlow's (oneDNN), both IEEE float32. ``trainer.precision=bf16``: torch's
+    bfloat16 GEMM (oneDNN; AVX512_BF16 where the CPU has it), since a bf16 step is measured
+    against what bf16 can do. The best of them is the machine's peak for "% of peak"."""
+    if precision == "bf16":
+        return {"torch bf16": matmul_peak_gflops(device, n, dtype=torch.bfloat16)}
     peaks = {"torch": matmul_peak_gflops(device, n)}
     if device.type == "cpu" and tensorflow_importable():
         from gansweep.peers.keras import tf_matmul_peak_gflops
@@ -197,7 +203,7 @@ def gemm_peaks(device: torch.device, n: int) -> dict:
 def fid_throughput(device: torch.device, images: torch.Tensor) -> dict:
     """Images/s of each FID feature extractor (``gansweep.fid.load_extractor``) on real MNIST.
 
-    Inception processes one of its batches (50 images: seconds to minutes on a CPU), in
+    Inception processes one of its batches (16 images on a CPU: a few seconds), in
     float32 and as its bf16 variant (``fid.precision=bf16``); LeNet one of its own. An
     extractor whose weights cannot be had is reported as skipped.
     """
@@ -353,7 +359,8 @@ def bench(args) -> dict:
                 cfg = next(s.cfg for (g, _), s in steppers.items() if g == gan)
                 pairs.append((gan, args.peer))
                 steppers[gan, args.peer] = PeerStepper(args.peer, cfg, first_run)
-        peaks = gemm_peaks(device, args.peak_size)
+        precision = str(next(iter(steppers.values())).cfg.trainer.precision)  # one for all (-o)
+        peaks = gemm_peaks(device, args.peak_size, precision)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         for _ in range(args.warmup):
@@ -370,7 +377,7 @@ def bench(args) -> dict:
                 times[pair].append(time.perf_counter() - t0)
                 cpu_times[pair].append(time.process_time() - c0)
         memory = memory_report(device)  # the training steps' peak, before the matmul's
-        for name, value in gemm_peaks(device, args.peak_size).items():
+        for name, value in gemm_peaks(device, args.peak_size, precision).items():
             peaks[name] = max(peaks[name], value)
         peak = max(peaks.values())
         for pair, stepper in steppers.items():
@@ -417,6 +424,7 @@ def bench(args) -> dict:
         "steps": args.steps, "warmup": args.warmup, "limit": args.limit,
         "overrides": list(args.overrides),
         "matmul_peak_gflops": peak, "matmul_peaks_gflops": peaks, "peer": args.peer,
+        "precision": precision,
         "results": results, **memory,
         "bench_process_peak_rss_mb": round(bench_rss, 1),
     }
@@ -437,7 +445,8 @@ def format_table(report: dict) -> str:
     lines = [f"device {report['device']}, torch {report['torch']}, {report['threads']} threads, "
              f"load average {report['load_average'][0]:.2f}, batch {report['batch_size']}, "
              f"{report['steps']} timed steps after {report['warmup']} warm-up (interleaved)",
-             "float32 matmul peak (best GEMM in this process): "
+             f"{'bfloat16' if report.get('precision') == 'bf16' else 'float32'} matmul peak "
+             "(best GEMM in this process, the steps' arithmetic): "
              f"{report['matmul_peak_gflops']:.1f} GFLOP/s ("
              + ", ".join(f"{name} {value:.1f}" for name, value in
                          report.get("matmul_peaks_gflops", {}).items()) + ")", "",

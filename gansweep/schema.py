@@ -375,7 +375,7 @@ class FidConfig:
     extractor: FidExtractor = FidExtractor.lenet
     num_samples: int = 3000
     ref_limit: Optional[int] = None
-    batch_size: int = 500
+    batch_size: Optional[int] = 500  # null: the extractor's default for the device
     every_epochs: Optional[int] = None
     quantize: bool = True
     cache_dir: str = "~/.cache/gansweep"
@@ -449,8 +449,9 @@ def _check_fid(fid) -> None:
             "(the seed used 3000)")
     require(ref is None or ref > dim, "fid.ref_limit", ref,
             f"must be > {dim} or null (all 60000 training images)")
-    require(_get(fid, "batch_size", 1) >= 1, "fid.batch_size", _get(fid, "batch_size"),
-            "must be >= 1")
+    batch = _get(fid, "batch_size")
+    require(batch is None or batch >= 1, "fid.batch_size", batch,
+            "must be >= 1, or null (the extractor's default for the device)")
     precision = str(_get(fid, "precision", "fp32"))
     require(precision == "fp32" or extractor == "inception", "fid.precision", precision,
             "bf16 exists for the Inception extractor only; use fid.precision=fp32 with "

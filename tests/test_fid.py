@@ -267,7 +267,7 @@ def test_config_defaults_and_choices():
     assert str(cfg.fid.extractor) == "lenet" and cfg.fid.num_samples == 3000
     assert cfg.fid.ref_limit is None
     assert str(compose_config(["fid=inception"]).fid.extractor) == "inception"
-    assert compose_config(["fid=inception"]).fid.batch_size == 50
+    assert compose_config(["fid=inception"]).fid.batch_size is None  # the extractor's own
     assert str(compose_config(["fid=none"]).fid.extractor) == "none"
 
 
@@ -306,6 +306,7 @@ def test_bf16_inception_is_its_own_extractor_with_its_own_cache_key(inception_ca
     fp32 = fid.load_extractor("inception", "cpu", inception_cache)
     bf16 = fid.load_extractor("inception", "cpu", inception_cache, precision="bf16")
     assert bf16 is not fp32 and bf16.model.precision == "bf16" and fp32.model.precision == "fp32"
+    assert fp32.batch_size == 16  # a CPU's default: small batches are fastest there
     assert fid.load_extractor("inception", "cpu", inception_cache, precision="bf16") is bf16
     assert (fid_cache.reference_key(fp32, None).endswith("_cpu-float32")
             and fid_cache.reference_key(bf16, None).endswith("_cpu-bf16"))

@@ -148,6 +148,26 @@ def test_peer_potential_is_gansweeps():
         np.testing.assert_allclose(got[:, 0], expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_bench_peak_is_in_the_steps_arithmetic(monkeypatch):
+    # a bf16 step's "% of peak" is against the bfloat16 GEMM, a float32 step's the float32 one
+    monkeypatch.setattr(bench, "tensorflow_importable", lambda: False)
+    cpu = torch.device("cpu")
+    assert set(bench.gemm_peaks(cpu, 64)) == {"torch"}
+    peaks = bench.gemm_peaks(cpu, 64, "bf16")
+    assert set(peaks) == {"torch bf16"} and peaks["torch bf16"] > 0
+    costs = {"log_s": 1e-3, "log_every": 1, "checkpoint_mb": 90, "checkpoint_s": 0.5,
+             "checkpoint_every_batches": 468}
+    row = {"gan_type": "standard", "impl": "fast", "median_s": 0.15, "min_s": 0.15,
+           "cpu_median_s": 0.3, "gflop_per_step": 34.6, "gflops": 230.7,
+           "fraction_of_peak": 230.7 / peaks["torch bf16"], "loop_s_per_step": 0.151,
+           "loop_costs": costs}
+    report = {"device": "cpu", "torch": torch.__version__, "threads": 2, "batch_size": 128,
+              "load_average": [0.0], "steps": 1, "warmup": 0, "precision": "bf16",
+              "matmul_peak_gflops": peaks["torch bf16"], "matmul_peaks_gflops": peaks,
+              "results": {"standard/fast": row}, "bench_process_peak_rss_mb": 1000}
+    assert "bfloat16 matmul peak" in bench.format_table(report)
+
+
 def test_bench_peer_without_tensorflow_names_the_fix(monkeypatch, capsys):
     monkeypatch.setattr(bench, "tensorflow_importable", lambda: False)
     with pytest.raises(SystemExit):

@@ -69,7 +69,7 @@ class FidEvaluator:
     seed_offset, sample_batch = 2, 500
 
     def __init__(self, extractor: str = "lenet", num_samples: int = 3000,
-                 ref_limit: int | None = None, batch_size: int = 500,
+                 ref_limit: int | None = None, batch_size: int | None = 500,
                  every_epochs: int | None = None, quantize: bool = True,
                  cache_dir: str = DEFAULT_CACHE, fetch: bool = True,
                  metrics: Sequence[str] = DEFAULT_METRICS, ref_features: int = 10000,
