@@ -248,22 +248,22 @@ class Discriminator(nn.Module):
         self.dropout = nn.Dropout(dropout)  # inverted dropout, as Keras
         self.fc2 = nn.Linear(256, 1)
 
+    @staticmethod
+    def dense(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        return layer(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.conv1(x), self.leaky_slope)
         h = F.leaky_relu(self.conv2(h), self.leaky_slope).flatten(1)  # (C, H, W) order
-        h = self.dropout(F.leaky_relu(self.fc1(h), self.leaky_slope))
-        return self.fc2(h)
+        h = self.dropout(F.leaky_relu(self.dense(h, self.fc1), self.leaky_slope))
+        return self.dense(h, self.fc2)
 
 
 class FastDiscriminator(Discriminator):
     """The same network and parameters as ``Discriminator``: conv weights stored channels_last
-    and, on a CPU, the dense layers on oneDNN's float32 matmul (``gansweep.onednn``)."""
+    (``DCGAN``) and, on a CPU, the dense layers on oneDNN's float32 matmul (``gansweep.onednn``)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.conv1(x), self.leaky_slope)
-        h = F.leaky_relu(self.conv2(h), self.leaky_slope).flatten(1)  # (C, H, W) order
-        h = self.dropout(F.leaky_relu(onednn.linear(h, self.fc1), self.leaky_slope))
-        return onednn.linear(h, self.fc2)
+    dense = staticmethod(onednn.linear)
 
 
 class MLP(nn.Sequential):
