@@ -297,6 +297,28 @@ def test_keras2018_rows_come_from_the_study_module(tmp_path):
     assert frame.loc[1, "vs_seed"] == "not comparable: d_lr=0.0001 (seed 0.001), eps0=1 (seed 0.1)"
 
 
+def test_keras2018_findings_count_presets_not_runs_when_presets_repeat():
+    from gansweep.studies import keras2018
+
+    def frame(rows):
+        return pd.DataFrame([{"study": "keras2018", "status": "ok", "vs_seed": "seed settings",
+                              "batches_done": keras2018.SEED_BATCHES, "name": r[0],
+                              "job": f"{i}_{r[0]}", "seed_row": r[0], "gan_type": r[1],
+                              "fid_lenet": r[2], "seed_fid_inception": r[3],
+                              "rank_agrees": r[4]} for i, r in enumerate(rows)])
+
+    once = frame([("Standard GAN", "standard", 10.0, 14.66, True),
+                  ("Coulomb No.1", "coulomb", 20.0, 52.32, True)])
+    assert ("Seed ranking reproduced for 2 of 2 seed presets (Spearman rho 1.00)."
+            in keras2018.findings(once, "fid_lenet"))
+    twice = frame([("Standard GAN", "standard", 10.0, 14.66, True),
+                   ("Standard GAN", "standard", 30.0, 14.66, False),
+                   ("Coulomb No.1", "coulomb", 20.0, 52.32, True)])
+    line = next(s for s in keras2018.findings(twice, "fid_lenet") if "ranking" in s)
+    assert line.startswith("Seed ranking reproduced for 2 of 3 runs (2 seed presets, each run "
+                           "ranked on its own; Spearman rho")
+
+
 def test_seed_presets_name_their_study_and_row():
     from tests.helpers import compose_config
 

@@ -107,8 +107,10 @@ def findings(frame: pd.DataFrame, metric: str | None) -> list[str]:
     if len(seeded) >= 2:
         agree = int(seeded["rank_agrees"].fillna(False).sum())
         rho = seeded[metric].rank().corr(seeded["seed_fid_inception"].rank())
-        lines.append(f"Seed ranking reproduced for {agree} of {len(seeded)} seed presets "
-                     f"(Spearman rho {rho:.2f}).")
+        presets = seeded["seed_row"].nunique()
+        what = (f"{len(seeded)} seed presets (" if presets == len(seeded) else
+                f"{len(seeded)} runs ({presets} seed presets, each run ranked on its own; ")
+        lines.append(f"Seed ranking reproduced for {agree} of {what}Spearman rho {rho:.2f}).")
     standard, coulomb = ok[ok["gan_type"] == "standard"], ok[ok["gan_type"] == "coulomb"]
     if len(standard) and len(coulomb):
         best_std, best_c = standard[metric].min(), coulomb[metric].min()
