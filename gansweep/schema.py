@@ -452,8 +452,10 @@ def _check_fid(fid) -> None:
     batch = _get(fid, "batch_size")
     require(batch is None or batch >= 1, "fid.batch_size", batch,
             "must be >= 1, or null (the extractor's default for the device)")
+    from gansweep.fid.extractors import BF16_EXTRACTORS
+
     precision = str(_get(fid, "precision", "fp32"))
-    require(precision == "fp32" or extractor == "inception", "fid.precision", precision,
+    require(precision == "fp32" or extractor in BF16_EXTRACTORS, "fid.precision", precision,
             "bf16 exists for the Inception extractor only; use fid.precision=fp32 with "
             f"fid={extractor}, or fid=inception")
     every = _get(fid, "every_epochs")
