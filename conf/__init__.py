@@ -1,5 +1,5 @@
 """The config tree (pkg://gansweep.conf). Importing it registers the dataclass schemas that
-its YAML files name (``_*_schema``), so Hydra's Compose API works with nothing imported first:
+its YAML files name (``/schema/<group>/<option>``), so Hydra's Compose API works with nothing imported first:
 
     with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=["+experiment=seed_coulomb_1"])

@@ -25,43 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
-from PIL import Image
-
-
-def grid_shape(n: int) -> tuple[int, int]:
-    """(rows, cols) of the seed's grid: cols = floor(sqrt(n)), rows = ceil(n / cols)."""
-    cols = int(math.sqrt(n))
-    return int(math.ceil(n / cols)), cols
-
-
-def image_grid(images: torch.Tensor) -> np.ndarray:
-    """(N, 1, H, W) in [-1, 1] -> uint8 (rows*H, cols*W), filled row by row, unused cells black."""
-    x = images.detach().float().cpu().numpy()[:, 0]
-    n, h, w = x.shape
-    rows, cols = grid_shape(n)
-    canvas = np.full((rows * h, cols * w), -1.0, dtype=np.float32)
-    for index, img in enumerate(x):
-        r, c = divmod(index, cols)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
-    return np.clip(canvas * 127.5 + 127.5, 0, 255).astype(np.uint8)
-
-
-def save_grid(images: torch.Tensor, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images), mode="L").save(path)
-    return path
-
-
-class ImageGrid:
-    """The image datasets' visualiser: a grid PNG of the samples (``save_grid``). Visualisers
-    take the samples, the path and keyword context (real data, kernel, step, title)."""
-
-    def __call__(self, samples: torch.Tensor, path: Path, **context) -> Path:
-        return save_grid(samples, path)
-
-
-def read_grid(path: Path) -> np.ndarray:
-    return np.array(Image.open(path))  # a writable copy
 
 
 def sample_name(epoch: int, batch: int) -> str:
@@ -104,17 +67,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded safely: truncated, empty, or not plain tensors."""
 
 
-def _schema_enums() -> list[type]:
-    """The config schema's str Enums: checkpoints written before configs were stored as plain
-    strings hold them, and they are safe to rebuild (an Enum from its value runs no code)."""
-    from gansweep import schema
-
-    return [v for v in vars(schema).values()
-            if isinstance(v, type) and issubclass(v, schema.Choice) and v is not schema.Choice]
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain containers only.
+def load_checkpoint(path: Path, map_location="cpu", safe_globals=()) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: tensors, plain containers and the
+    classes in ``safe_globals`` only.
 
     A checkpoint may come from elsewhere (a shared sweep dir, a download); unpickling
     arbitrary objects would run code from it, so anything else is refused unread.
@@ -124,7 +79,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict[str, Any]:
     try:
         if path.stat().st_size == 0:
             raise CheckpointError(f"checkpoint {path} is empty (a crash mid-copy?). {fix}")
-        with torch.serialization.safe_globals(_schema_enums()):
+        with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

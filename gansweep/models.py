@@ -5,9 +5,6 @@ Each Keras-specific behaviour is a small, separately testable piece:
 epsilon 1e-3, any axis, moving statistics per Keras release) and ``keras_init_`` (glorot_uniform
 weights, zero biases). The networks are built from them by the ``GAN`` subclasses that
 ``model`` configs name.
-
-Longer than the other modules because each Keras quirk is its own small, separately
-tested unit here, next to the two networks and the fast path built from them.
 """
 
 from __future__ import annotations

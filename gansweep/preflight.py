@@ -1,7 +1,7 @@
 """Checks at launch, before any job trains, and the names of job dirs.
 
-Hydra callback ``Preflight`` (conf/train.yaml): the output dir is writable, the Inception
-weights are present and verified when ``fid=inception``, an Optuna search has an objective;
+Hydra callback ``Preflight`` (conf/train.yaml): the output dir is writable, the FID
+extractor's weights are present and verified, an Optuna search has an objective;
 an Optuna study in SQLite is held by one launch at a time and trials that a killed launch
 left RUNNING are marked FAIL. Resolvers ``gansweep.dirname`` and ``gansweep.job_id`` name job
 dirs ``<num>_<name>_<config hash>``.
@@ -17,7 +17,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts
-from gansweep.checkpoint import identity_hash
+from gansweep.fid import evaluator as fid_evaluator, registry
+from gansweep.identity import identity_hash
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,9 @@ class Preflight(Callback):
 
     @staticmethod
     def _check_assets(config: DictConfig) -> None:
-        from gansweep import fid, inception
-
         try:
-            fid.preflight(config.get("fid"))
-        except inception.WeightsError as exc:
+            fid_evaluator.preflight(config.get("fid"))
+        except (registry.UnknownExtractor, RuntimeError, ValueError, OSError) as exc:
             raise SystemExit(f"error: {exc}") from None
 
     def _claim_study(self, config: DictConfig, sweep_dir: Path) -> None:

@@ -1,15 +1,17 @@
 """Structured-config schemas: the YAML under conf/ and every command-line override are
 checked against these dataclasses: types, allowed choices and unknown keys when Hydra composes
-the config, value ranges in each dataclass's ``__post_init__`` when ``check`` turns the
+the config, value ranges in each dataclass's ``check`` when ``check`` turns the
 config into objects (``OmegaConf.to_object``), once before a job trains. Only checks that
 need run-time data (the dataset's size) are made elsewhere (gansweep.trainer).
 
-Each config-group option's YAML names its schema first in its defaults list, e.g.
-``conf/model/dcgan_mnist.yaml`` starts with ``defaults: [_dcgan_mnist_schema, _self_]``, and
-the class it builds with ``_target_``. A user's own option may leave the schema out.
+The schemas type and check; they hold no values. Every value lives in one place, the YAML
+under conf/ (tests/test_config.py fails on a value defined twice). Each config-group option's
+YAML names its schema first in its defaults list, e.g. ``conf/model/dcgan_mnist.yaml`` starts
+with ``defaults: [/schema/model/dcgan_mnist@_here_, _self_]``, and the class it builds with
+``_target_``. A user's own option may leave the schema out.
 
-Longer than the other modules because it is a list: one dataclass per config-group option,
-mirroring conf/, each with its checks.
+It is long because it is a list: one dataclass per config-group option, mirroring conf/,
+each with its checks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from gansweep.device import check_device_name
+from gansweep.fid import registry
+from gansweep.fid.metrics import METRICS
 
 MAX_SEED = 2**32 - 3
 
@@ -63,6 +69,19 @@ def at_least_one(obj, *keys: str, null: str | None = None) -> None:
             continue
         require(value is not None and value >= 1, key, value,
                 "must be an integer >= 1" + (f" or null ({null})" if null else ""))
+
+
+class Checked:
+    """A schema whose ``check`` (value ranges) runs once every value is set: Hydra builds each
+    schema with its fields MISSING when it is stored; ``schema.check`` runs them on the
+    composed config."""
+
+    def __post_init__(self) -> None:
+        if all(getattr(self, f.name) != MISSING for f in dataclasses.fields(self)):
+            self.check()
+
+    def check(self) -> None:
+        """Raise ConfigError for a value outside its range."""
 
 
 class Choice(str, Enum):
@@ -118,9 +137,13 @@ class FakeMode(Choice):
 
 
 class FidExtractor(Choice):
-    none = "none"  # no FID
-    inception = "inception"  # pytorch-fid's Inception pool3 -> fid_inception
-    lenet = "lenet"  # the shipped MNIST classifier's features -> fid_lenet
+    """Not a schema type any more (``fid.extractor`` is any name of gansweep.fid.registry or
+    a class path, checked by ``_check_fid``): kept because checkpoints written before configs
+    were stored as plain strings hold it, and CHOICES lets them load."""
+
+    none = "none"
+    inception = "inception"
+    lenet = "lenet"
 
 
 class Precision(Choice):
@@ -141,23 +164,23 @@ class Progress(Choice):
 
 
 @dataclass
-class DCGANConfig:
-    _target_: str = "gansweep.models.DCGAN"
-    name: str = "dcgan_mnist"
-    impl: Impl = Impl.reference
-    latent_dim: int = 100
-    bn_axis: BNAxis = BNAxis.keras
-    bn_momentum: float = 0.99
-    bn_epsilon: float = 1e-3
+class DCGANConfig(Checked):
+    _target_: str = MISSING
+    name: str = MISSING
+    impl: Impl = MISSING
+    latent_dim: int = MISSING
+    bn_axis: BNAxis = MISSING
+    bn_momentum: float = MISSING
+    bn_epsilon: float = MISSING
     # set by the `keras` group (conf/model/dcgan_mnist.yaml interpolates ${keras.*})
-    bn_var_dense: MovingVar = MovingVar.biased
-    bn_var_conv: MovingVar = MovingVar.unbiased
-    bn_zero_debias: bool = True
-    leaky_slope: float = 0.2
-    dropout: float = 0.5
-    init: Init = Init.keras
+    bn_var_dense: MovingVar = MISSING
+    bn_var_conv: MovingVar = MISSING
+    bn_zero_debias: bool = MISSING
+    leaky_slope: float = MISSING
+    dropout: float = MISSING
+    init: Init = MISSING
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         positive(self, "bn_epsilon")
         require(0 <= self.bn_momentum < 1, "bn_momentum", self.bn_momentum, "must be in [0, 1)")
         require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
@@ -171,40 +194,40 @@ class KerasConfig:
     optimisers' default epsilon. model.* and optimizer.* interpolate these values, so the
     separate switches still override one of them for an experiment."""
 
-    release: str = "2.1.3"  # informational: the option file chosen (conf/keras/<release>.yaml)
-    bn_zero_debias: bool = True
-    bn_var_dense: MovingVar = MovingVar.biased
-    bn_var_conv: MovingVar = MovingVar.unbiased
-    adam_epsilon: float = 1e-7
+    release: str = MISSING  # informational: the option file chosen (conf/keras/<release>.yaml)
+    bn_zero_debias: bool = MISSING
+    bn_var_dense: MovingVar = MISSING
+    bn_var_conv: MovingVar = MISSING
+    adam_epsilon: float = MISSING
 
 
 @dataclass
-class MLPConfig:
-    _target_: str = "gansweep.models.MLPGAN"
-    name: str = "mlp"
-    impl: Impl = Impl.fast  # one implementation; selects the kernel's (kernel.impl follows it)
-    latent_dim: int = 16
-    data_dim: int = 2
-    hidden: int = 128
-    layers: int = 3
-    leaky_slope: float = 0.2
-    init: Init = Init.keras
+class MLPConfig(Checked):
+    _target_: str = MISSING
+    name: str = MISSING
+    impl: Impl = MISSING  # one implementation; selects the kernel's (kernel.impl follows it)
+    latent_dim: int = MISSING
+    data_dim: int = MISSING
+    hidden: int = MISSING
+    layers: int = MISSING
+    leaky_slope: float = MISSING
+    init: Init = MISSING
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         at_least_one(self, "latent_dim", "data_dim", "hidden", "layers")
 
 
 @dataclass
-class AdamConfig:
-    _target_: str = "gansweep.optim.KerasAdam"
-    _partial_: bool = True  # the parameters come at run time
-    lr: float = 1e-3
-    beta_1: float = 0.5
-    beta_2: float = 0.999
-    epsilon: float = 1e-7  # K.epsilon() in Keras >= 2.1.3
-    decay: float = 0.0
+class AdamConfig(Checked):
+    _target_: str = MISSING
+    _partial_: bool = MISSING  # the parameters come at run time
+    lr: float = MISSING
+    beta_1: float = MISSING
+    beta_2: float = MISSING
+    epsilon: float = MISSING  # K.epsilon() in Keras >= 2.1.3
+    decay: float = MISSING
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         positive(self, "lr")
         require(_finite(self.decay) and self.decay >= 0, "decay", self.decay,
                 "must be a finite number >= 0")
@@ -216,51 +239,51 @@ class AdamConfig:
 
 @dataclass
 class KerasAdamConfig:
-    name: str = "keras_adam"
+    name: str = MISSING
     d: AdamConfig = field(default_factory=AdamConfig)
     g: AdamConfig = field(default_factory=AdamConfig)
 
 
 @dataclass
-class PlummerConfig:
-    _target_: str = "gansweep.kernels.PlummerKernel"
-    name: str = "plummer"
-    dim: int = 3
-    eps: float = 1.0
-    eps_half_life: float = 5000.0
-    ignore_self_potential: bool = True
-    impl: Impl = Impl.reference  # conf/kernel/plummer.yaml: ${model.impl}
+class PlummerConfig(Checked):
+    _target_: str = MISSING
+    name: str = MISSING
+    dim: int = MISSING
+    eps: float = MISSING
+    eps_half_life: float = MISSING
+    ignore_self_potential: bool = MISSING
+    impl: Impl = MISSING  # conf/kernel/plummer.yaml: ${model.impl}
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         positive(self, "eps", "eps_half_life")
         require(self.dim >= 3, "dim", self.dim, "must be >= 3 (the Plummer kernel is flat for d <= 2)")
 
 
 @dataclass
 class StandardGanConfig:
-    _target_: str = "gansweep.objectives.StandardGAN"
-    name: GanName = GanName.standard
-    loss: StandardLoss = StandardLoss.keras_bce
+    _target_: str = MISSING
+    name: GanName = MISSING
+    loss: StandardLoss = MISSING
 
 
 @dataclass
 class CoulombGanConfig:
-    _target_: str = "gansweep.objectives.CoulombGAN"
-    name: GanName = GanName.coulomb
+    _target_: str = MISSING
+    name: GanName = MISSING
     kernel: Any = MISSING  # conf/gan_type/coulomb.yaml: ${kernel}, built with the objective
 
 
 @dataclass
-class MnistConfig:
-    _target_: str = "gansweep.data.MNIST"
-    name: str = "mnist"
-    root: str = "data"
-    fetch: bool = True
-    limit: Optional[int] = None
-    visualizer: Any = None  # null: an image grid (gansweep.artifacts.ImageGrid)
-    evaluator: Any = None  # null: the `fid` group's evaluator
+class MnistConfig(Checked):
+    _target_: str = MISSING
+    name: str = MISSING
+    root: str = MISSING
+    fetch: bool = MISSING
+    limit: Optional[int] = MISSING
+    visualizer: Any = MISSING  # null: an image grid (gansweep.pictures.ImageGrid)
+    evaluator: Any = MISSING  # null: the `fid` group's evaluator
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         at_least_one(self, "limit", null="all images")
 
 
@@ -270,33 +293,33 @@ class MixtureName(Choice):
 
 
 @dataclass
-class MixtureConfig:
-    _target_: str = "gansweep.mixtures.MixtureDataset"
-    name: MixtureName = MixtureName.ring8
-    size: int = 51200  # training points, drawn once with the run's seed
-    modes: int = 8
-    radius: float = 2.0  # ring8
-    spacing: float = 2.0  # grid25
-    std: float = 0.02
-    num_samples: int = 2500  # generated points scored at the end
-    min_per_mode: int = 20  # high-quality points a mode needs to count as covered
-    visualizer: Any = None  # null: gansweep.mixtures.Scatter
-    evaluator: Any = None  # null: gansweep.mixtures.ModeMetrics
+class MixtureConfig(Checked):
+    _target_: str = MISSING
+    name: MixtureName = MISSING
+    size: int = MISSING  # training points, drawn once with the run's seed
+    modes: int = MISSING
+    radius: float = MISSING  # ring8
+    spacing: float = MISSING  # grid25
+    std: float = MISSING
+    num_samples: int = MISSING  # generated points scored at the end
+    min_per_mode: int = MISSING  # high-quality points a mode needs to count as covered
+    visualizer: Any = MISSING  # null: gansweep.mixtures.Scatter
+    evaluator: Any = MISSING  # null: gansweep.mixtures.ModeMetrics
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         at_least_one(self, "size", "modes", "num_samples", "min_per_mode")
         positive(self, "std")
 
 
 @dataclass
-class NoiseConfig:
-    _target_: str = "gansweep.noise.Noise"
-    dist: NoiseDist = NoiseDist.uniform
-    low: float = -1.0
-    high: float = 1.0
-    std: float = 1.0  # normal only
+class NoiseConfig(Checked):
+    _target_: str = MISSING
+    dist: NoiseDist = MISSING
+    low: float = MISSING
+    high: float = MISSING
+    std: float = MISSING  # normal only
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.dist == NoiseDist.uniform:
             require(self.low < self.high, "low", self.low, f"must be < noise.high={self.high}")
         else:
@@ -304,27 +327,25 @@ class NoiseConfig:
 
 
 @dataclass
-class TrainerConfig:
-    name: str = "full"
-    epochs: int = 100
-    batch_size: int = 128
-    max_batches_per_epoch: Optional[int] = None
-    sample_every: int = 200
-    checkpoint_every: Optional[int] = 200  # batches; null = none by count
-    checkpoint_minutes: Optional[float] = None  # wall clock; null = none by time
-    resume: Resume = Resume.auto
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (checked below)
-    tf32: bool = False  # TF32 matmuls/convolutions on CUDA (faster, not float32)
-    deterministic: bool = False  # deterministic CUDA kernels (slower); else cuDNN autotunes
-    fake_mode: FakeMode = FakeMode.eval
-    log_every: int = 1
-    progress: Progress = Progress.auto
-    threads: Optional[int] = None  # torch intra-op threads; null = torch's default
-    precision: Precision = Precision.fp32  # bf16: autocast forwards (gansweep.device.train_autocast)
+class TrainerConfig(Checked):
+    name: str = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    max_batches_per_epoch: Optional[int] = MISSING
+    sample_every: int = MISSING
+    checkpoint_every: Optional[int] = MISSING  # batches; null = none by count
+    checkpoint_minutes: Optional[float] = MISSING  # wall clock; null = none by time
+    resume: Resume = MISSING
+    device: str = MISSING  # auto | cpu | cuda | cuda:N (checked below)
+    tf32: bool = MISSING  # TF32 matmuls/convolutions on CUDA (faster, not float32)
+    deterministic: bool = MISSING  # deterministic CUDA kernels (slower); else cuDNN autotunes
+    fake_mode: FakeMode = MISSING
+    log_every: int = MISSING
+    progress: Progress = MISSING
+    threads: Optional[int] = MISSING  # torch intra-op threads; null = torch's default
+    precision: Precision = MISSING  # bf16: autocast forwards (gansweep.device.train_autocast)
 
-    def __post_init__(self) -> None:
-        from gansweep.device import check_device_name
-
+    def check(self) -> None:
         at_least_one(self, "epochs", "batch_size", "sample_every", "log_every")
         at_least_one(self, "checkpoint_every", null="not by batch count")
         minutes = self.checkpoint_minutes
@@ -341,24 +362,24 @@ class TrainerConfig:
 # a wrong type fails at composition. A logger of your own needs no schema, only _target_.
 @dataclass
 class TensorBoardLoggerConfig:
-    _target_: str = "gansweep.loggers.TensorBoardLogger"
-    flush_secs: int = 30
+    _target_: str = MISSING
+    flush_secs: int = MISSING
 
 
 @dataclass
 class CsvLoggerConfig:
-    _target_: str = "gansweep.loggers.CsvLogger"
-    filename: str = "metrics.csv"
+    _target_: str = MISSING
+    filename: str = MISSING
 
 
 @dataclass
 class MlflowLoggerConfig:
-    _target_: str = "gansweep.mlflow_logger.MlflowLogger"
-    tracking_uri: str = "sqlite:///outputs/mlflow.db"
-    artifact_location: str = "outputs/mlartifacts"
-    experiment: Optional[str] = None
-    run_name: Optional[str] = None
-    flush_secs: float = 30.0
+    _target_: str = MISSING
+    tracking_uri: str = MISSING
+    artifact_location: str = MISSING
+    experiment: Optional[str] = MISSING
+    run_name: Optional[str] = MISSING
+    flush_secs: float = MISSING
 
 
 LOGGER_SCHEMAS = {"tensorboard": TensorBoardLoggerConfig, "csv": CsvLoggerConfig,
@@ -371,33 +392,32 @@ class FidConfig:
     ``_target_`` is the evaluator these settings build (``hydra.utils.instantiate``, with the
     run's ``data_root`` and ``device``); ``extractor: none`` builds a disabled one."""
 
-    _target_: str = "gansweep.fid.FidEvaluator"
-    extractor: FidExtractor = FidExtractor.lenet
-    num_samples: int = 3000
-    ref_limit: Optional[int] = None
-    batch_size: Optional[int] = 500  # null: the extractor's default for the device
-    every_epochs: Optional[int] = None
-    quantize: bool = True
-    cache_dir: str = "~/.cache/gansweep"
-    fetch: bool = True
+    _target_: str = MISSING
+    extractor: str = MISSING  # a gansweep.fid.registry name, a class path, or none
+    num_samples: int = MISSING
+    ref_limit: Optional[int] = MISSING
+    batch_size: Optional[int] = MISSING  # null: the extractor's default for the device
+    every_epochs: Optional[int] = MISSING
+    quantize: bool = MISSING
+    cache_dir: str = MISSING
+    fetch: bool = MISSING
     # gansweep.fid.evaluator: which metrics, their reference subset, the best checkpoint, objective
-    metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision", "recall",
-                                                        "density", "coverage"])
-    ref_features: int = 10000
-    ref_seed: int = 0
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    pr_k: int = 3
-    dc_k: int = 5
-    best_metric: str = "fid"
-    objective: str = "fid"
-    precision: Precision = Precision.fp32  # the extractor's arithmetic; bf16: Inception only
+    metrics: List[str] = MISSING
+    ref_features: int = MISSING
+    ref_seed: int = MISSING
+    kid_subsets: int = MISSING
+    kid_subset_size: int = MISSING
+    pr_k: int = MISSING
+    dc_k: int = MISSING
+    best_metric: str = MISSING
+    objective: str = MISSING
+    precision: Precision = MISSING  # the extractor's arithmetic; bf16: Inception only
 
 
 @dataclass
 class ReferenceConfig:
     """The published result a preset reproduces: a study plug-in module
-    (``gansweep.studies.<study>``, or a dotted module path) and the name of its row there.
+    (``gansweep.report.studies.<study>``, or a dotted module path) and the name of its row there.
     The table loads the module and shows its numbers and findings beside ours."""
 
     study: str = MISSING
@@ -405,7 +425,7 @@ class ReferenceConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     keras: KerasConfig = field(default_factory=KerasConfig)
     model: Any = MISSING
     optimizer: Any = MISSING
@@ -414,13 +434,13 @@ class TrainConfig:
     dataset: Any = MISSING
     noise: Any = MISSING
     trainer: Any = MISSING
-    logger: Any = None
+    logger: Any = None  # the logger group's option none is empty: no logger
     fid: Any = MISSING
-    name: str = "run"
-    seed: int = 0
+    name: str = MISSING
+    seed: int = MISSING
     reference: Optional[ReferenceConfig] = None
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         """Checks across groups (each group's own values are checked by its class)."""
         seed = self.seed
         require(isinstance(seed, int) and 0 <= seed <= MAX_SEED, "seed", seed,
@@ -435,29 +455,30 @@ def _get(node, key: str, default=None):
 
 
 def _check_fid(fid) -> None:
-    """FID-family settings: sample counts the extractor's features need, known metrics."""
-    from gansweep import inception, lenet
-
-    extractor = str(_get(fid, "extractor", "none"))
-    dims = {"lenet": lenet.FEATURE_DIM, "inception": inception.FEATURE_DIM}
-    if extractor not in dims:
+    """FID-family settings: a registered extractor, the sample counts its features need,
+    a precision it has, known metrics."""
+    extractor = str(_get(fid, "extractor", registry.NONE))
+    if extractor == registry.NONE:
         return
+    try:
+        entry = registry.info(extractor)
+    except registry.UnknownExtractor as exc:
+        raise ConfigError("fid.extractor", extractor, str(exc)) from None
     # n samples give a covariance of rank at most n - 1: n must exceed the dimension
-    dim, n, ref = dims[extractor], _get(fid, "num_samples"), _get(fid, "ref_limit")
+    dim, n, ref = entry.dim, _get(fid, "num_samples"), _get(fid, "ref_limit")
     require(n > dim, "fid.num_samples", n,
-            f"must be > {dim}, the {extractor} feature dimension, for a full-rank covariance "
+            f"must be > {dim}, the {entry.name} feature dimension, for a full-rank covariance "
             "(the seed used 3000)")
     require(ref is None or ref > dim, "fid.ref_limit", ref,
             f"must be > {dim} or null (all 60000 training images)")
     batch = _get(fid, "batch_size")
     require(batch is None or batch >= 1, "fid.batch_size", batch,
             "must be >= 1, or null (the extractor's default for the device)")
-    from gansweep.fid.extractors import BF16_EXTRACTORS
-
     precision = str(_get(fid, "precision", "fp32"))
-    require(precision == "fp32" or extractor in BF16_EXTRACTORS, "fid.precision", precision,
-            "bf16 exists for the Inception extractor only; use fid.precision=fp32 with "
-            f"fid={extractor}, or fid=inception")
+    require(precision in entry.precisions, "fid.precision", precision,
+            f"the {entry.name} extractor has {', '.join(entry.precisions)}; use one of those"
+            + "".join(f", or fid={name}" for name, other in registry.BUILTIN.items()
+                      if precision in other.precisions and name != extractor))
     every = _get(fid, "every_epochs")
     require(every is None or every >= 1, "fid.every_epochs", every,
             "must be >= 1 or null (only at the end)")
@@ -466,8 +487,6 @@ def _check_fid(fid) -> None:
 
 def _check_metrics(fid) -> None:
     """fid.metrics, best_metric and objective name known metrics; sizes fit the k's."""
-    from gansweep.fid.metrics import METRICS
-
     names = [str(m) for m in (_get(fid, "metrics") or [])]
     bad = [m for m in names if m not in METRICS]
     require(not bad and names, "fid.metrics", names,
@@ -487,7 +506,7 @@ def _check_metrics(fid) -> None:
 
 def check(cfg: DictConfig) -> TrainConfig:
     """The config as objects (``OmegaConf.to_object``), which runs every schema's
-    ``__post_init__``: raises ConfigError naming the key as seen from the root."""
+    ``check``: raises ConfigError naming the key as seen from the root."""
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError as exc:
@@ -497,7 +516,7 @@ def check(cfg: DictConfig) -> TrainConfig:
 
 def _failing_node(node: DictConfig, path: str) -> str | None:
     """The dotted path of the first structured node (depth first, children before parents)
-    whose own ``__post_init__`` refuses its values: a nested dataclass does not know where it
+    whose own ``check`` refuses its values: a nested dataclass does not know where it
     sits (optimizer.d and optimizer.g share AdamConfig)."""
     for key in node:
         child = node._get_node(key)
@@ -514,26 +533,36 @@ def _failing_node(node: DictConfig, path: str) -> str | None:
     return None
 
 
+# Every str enum above: checkpoints written before configs were stored as plain strings hold
+# them, and gansweep.checkpoint.load allows exactly these classes to be rebuilt.
+CHOICES = tuple(kind for kind in list(globals().values())
+                if isinstance(kind, type) and issubclass(kind, Choice) and kind is not Choice)
+
+
 def register() -> None:
+    """Store each schema under ``schema/<group>/<option>``, outside the config groups, so it
+    never shows as an option in Hydra's errors or ``--help``; an option's YAML names its own
+    first, e.g. conf/model/dcgan_mnist.yaml: ``defaults: [/schema/model/dcgan_mnist@_here_,
+    _self_]``."""
     cs = ConfigStore.instance()
-    cs.store(name="_train_schema", node=TrainConfig)
+    cs.store(group="schema", name="train", node=TrainConfig)
     for group, name, node in (
-        ("model", "_dcgan_mnist_schema", DCGANConfig),
-        ("optimizer", "_keras_adam_schema", KerasAdamConfig),
-        ("kernel", "_plummer_schema", PlummerConfig),
-        ("gan_type", "_standard_schema", StandardGanConfig),
-        ("gan_type", "_coulomb_schema", CoulombGanConfig),
-        ("dataset", "_mnist_schema", MnistConfig),
-        ("dataset", "_mixture_schema", MixtureConfig),
-        ("model", "_mlp_schema", MLPConfig),
-        ("keras", "_keras_schema", KerasConfig),
-        ("noise", "_noise_schema", NoiseConfig),
-        ("trainer", "_trainer_schema", TrainerConfig),
-        ("fid", "_fid_schema", FidConfig),
+        ("model", "dcgan_mnist", DCGANConfig),
+        ("model", "mlp", MLPConfig),
+        ("optimizer", "keras_adam", KerasAdamConfig),
+        ("kernel", "plummer", PlummerConfig),
+        ("gan_type", "standard", StandardGanConfig),
+        ("gan_type", "coulomb", CoulombGanConfig),
+        ("dataset", "mnist", MnistConfig),
+        ("dataset", "mixture", MixtureConfig),
+        ("keras", "keras", KerasConfig),
+        ("noise", "noise", NoiseConfig),
+        ("trainer", "trainer", TrainerConfig),
+        ("fid", "fid", FidConfig),
     ):
-        cs.store(group=group, name=name, node=node)
+        cs.store(group=f"schema/{group}", name=name, node=node)
     for name, node in LOGGER_SCHEMAS.items():  # each under its own key of the group
-        cs.store(group="logger", name=f"_{name}_schema", node={name: node})
+        cs.store(group="schema/logger", name=name, node={name: node})
 
 
 register()

@@ -31,7 +31,8 @@ from omegaconf import DictConfig
 from gansweep import artifacts, schema  # noqa: F401 - schema registers the config schemas
 from gansweep.device import job_device, warn_if_gpu_hidden
 from gansweep.preflight import ACTIVE  # also registers the job-dir resolvers
-from gansweep.checkpoint import Interrupted, ResumeError
+from gansweep.checkpoint import ResumeError
+from gansweep.signals import Interrupted
 from gansweep.trainer import run
 
 log = logging.getLogger("gansweep.train")
@@ -115,7 +116,7 @@ def _table_of_interrupted_sweep() -> None:
     sweep_dir = ACTIVE.pop("sweep_dir", None)
     if sweep_dir is None or not sweep_dir.is_dir():
         return
-    from gansweep.aggregate import aggregate
+    from gansweep.report.aggregate import aggregate
 
     try:
         aggregate([sweep_dir], echo=False)

@@ -3,9 +3,10 @@
 Everything a run is made of is built from its config with ``hydra.utils.instantiate``
 (model, optimisers, GAN type with its kernel, dataset with its visualiser and evaluator,
 noise); evaluation (``gansweep.fid``, ``gansweep.mixtures.ModeMetrics``) and pictures take a
-sampling function, never the run. Checkpoints, resume and summary.json live in
-``gansweep.checkpoint``. On a GPU the loop reads nothing back to the host except at logging
-steps (both losses in one transfer), where step times are taken too (``StepClock``).
+sampling function, never the run. The run owns its state; the checkpoint files and the rules
+for continuing one are in ``gansweep.checkpoint``, summary.json in ``gansweep.summary``. On a
+GPU the loop reads nothing back to the host except at logging steps (both losses in one
+transfer), where step times are taken too (``StepClock``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gansweep import artifacts, checkpoint, fid, schema
-from gansweep.checkpoint import (Counters, Diverged, Interrupted, ResumeError,  # noqa: F401
-                                 finished_summary, identity_hash)
-from gansweep.device import (StepClock, configure_backends, isolated_rng, precision,
-                             resolve_device, select, train_autocast)
+from gansweep import artifacts, checkpoint, schema, summary
+from gansweep.checkpoint import Counters, Diverged
+from gansweep.device import (StepClock, configure_backends, isolated_rng, memory_report,
+                             precision, resolve_device, select, train_autocast)
+from gansweep.fid.evaluator import build_evaluator
+from gansweep.identity import fingerprint, plain_config
 from gansweep.loggers import build_logger
 from gansweep.noise import sample_generator
+from gansweep.pictures import read_grid
 from gansweep.progress import Progress
+from gansweep.signals import Interrupted, on_stop_signals
 from gansweep.step import Parts, train_step
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ class Run:
         torch.manual_seed(cfg.seed)  # Dropout and initialisation
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, shuffles
         self.dataset = instantiate(cfg.dataset)
-        self.evaluator = self.dataset.evaluator or fid.build_evaluator(  # the fid group's
+        self.evaluator = self.dataset.evaluator or build_evaluator(  # the fid group's
             cfg.get("fid"), data_root=cfg.dataset.get("root", "data"), device=self.device,
             fetch_data=bool(cfg.dataset.get("fetch", True)))
         self.evaluator.preflight()  # e.g. Inception weights: fail now, not after training
@@ -80,7 +84,7 @@ class Run:
         self.stop_signal: int | None = None
         self.wall = time.monotonic  # the checkpoint_minutes clock (replaceable in tests)
         self.last_checkpoint = self.wall()
-        self.best: dict | None = None  # the best evaluation so far (checkpoint.update_best)
+        self.best: dict | None = None  # the best evaluation so far (update_best)
         per_epoch = len(self.data) // cfg.trainer.batch_size  # the seed drops the last partial batch
         cap = cfg.trainer.max_batches_per_epoch
         self.batches_per_epoch = min(per_epoch, cap) if cap else per_epoch
@@ -124,20 +128,97 @@ class Run:
 
     def status(self, status: str, **extra) -> dict:
         """summary.json; a final one (not ``running``) goes to the loggers too."""
-        summary = checkpoint.write_status(self, status, **extra)
+        entries = summary.entries(
+            status, self.cfg, self.counters, batches_per_epoch=self.batches_per_epoch,
+            wall_seconds=round(self.counters.seconds, 3), device=str(self.device),
+            precision=self.precision, deterministic=bool(self.cfg.trainer.deterministic),
+            seed=self.cfg.seed, **memory_report(self.device), **extra)
+        artifacts.write_json(entries, self.dirs.summary)
         if status != "running" and hasattr(self, "logger"):
-            self.logger.log_summary(summary)
-        return summary
+            self.logger.log_summary(entries)
+        return entries
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything checkpoints/last.pt holds: an exact resume point."""
+        state = {
+            "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
+            "opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "counters": vars(self.counters).copy(), "perm": self.perm,
+            "perm_epoch": self.perm_epoch,
+            "rng": {"torch": torch.get_rng_state(), "noise": self.generator.get_state()},
+            "fingerprint": fingerprint(self.cfg),
+            # the noise generator's state only fits a generator of the same device type
+            "device_type": self.device.type, "precision": self.precision,
+            "config": plain_config(self.cfg),
+            "best": self.best,  # so a resumed run keeps comparing against the right best
+        }
+        if self.device.type == "cuda":
+            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.counters = Counters(**state["counters"])
+        perm = state["perm"]
+        self.perm = perm.to(self.device) if perm is not None else None
+        self.perm_epoch = state["perm_epoch"]
+        self.best = state.get("best")
+        # RNG states are CPU ByteTensors whatever the device (set_rng_state refuses others)
+        rng = {name: value.cpu() for name, value in state["rng"].items()}
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["noise"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def save_checkpoint(self) -> None:
+        """checkpoints/last.pt, atomically, never over a good one with non-finite weights."""
+        if not checkpoint.weights_finite(self.g, self.d):
+            raise Diverged("non-finite weights")
+        artifacts.save_checkpoint(self.state_dict(), self.dirs.checkpoint)
+        self.last_checkpoint = self.wall()
+
+    def resume(self) -> bool:
+        """Continue from checkpoints/last.pt when trainer.resume=auto and one exists."""
+        path = self.dirs.checkpoint
+        if str(self.cfg.trainer.resume) == "never" or not path.exists():
+            return False
+        # to CPU first: RNG states must stay CPU ByteTensors; load_state_dict moves the rest
+        state = checkpoint.load(path)
+        checkpoint.check_resumable(state, self.cfg, self.dirs.root, self.device.type,
+                                   self.precision)
+        self.load_state_dict(state)
+        # rows logged after the checkpoint by the interrupted run are logged again
+        artifacts.truncate_metrics(self.dirs.metrics, self.counters.step)
+        log.info("resumed from %s at epoch %d, batch %d (step %d)", path, self.counters.epoch,
+                 self.counters.batch, self.counters.step)
+        return True
+
+    def update_best(self, values: dict, epoch: int) -> bool:
+        """checkpoints/best.pt keeps G and D of the evaluation with the best value of the
+        evaluator's ``best_key`` so far. True when this one became the best."""
+        record = checkpoint.best_record(values, self.best, self.evaluator.best_key,
+                                        self.evaluator.lower_is_better, epoch,
+                                        self.counters.step - 1)
+        if record is None:
+            return False
+        self.best = record
+        checkpoint.save_best(self.dirs.root / "checkpoints" / "best.pt", self.g, self.d,
+                             record, self.cfg)
+        return True
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict:
         cfg = self.cfg.trainer
-        if not checkpoint.resume(self):
+        if not self.resume():
             artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
         c = self.counters
         metrics = artifacts.MetricsLog(self.dirs.metrics)
         self.logger = build_logger(self.cfg.get("logger"), self.dirs.root,
-                                   config=checkpoint.plain_config(self.cfg))
+                                   config=plain_config(self.cfg))
         progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
         self.step_times: list[float] = []
         self.status("running", pid=os.getpid(), host=socket.gethostname())
@@ -146,13 +227,13 @@ class Run:
                  torch.get_num_threads())
         self.stop_signal = None
         try:
-            with checkpoint.on_stop_signals(self._request_stop):
+            with on_stop_signals(self._request_stop):
                 self._loop(metrics, progress)
         except Diverged as exc:
             log.warning("%s diverged: %s; last good checkpoint and samples kept", self.cfg.name, exc)
             return self.status("diverged", error=str(exc), diverged_at=vars(c).copy(),
                                last_sample=self.last_sample(), objective=math.inf,
-                               **checkpoint.best_summary(self.best))
+                               **summary.best_entries(self.best))
         except Interrupted as exc:
             self.status("interrupted", error=str(exc), last_sample=self.last_sample())
             raise
@@ -160,11 +241,11 @@ class Run:
             progress.close()
             metrics.close()
             self.logger.close()
-        checkpoint.save(self)
+        self.save_checkpoint()
         # The final evaluation (minutes for an Inception FID) stops at once on SIGTERM or
         # Ctrl-C; the checkpoint above is final, so a relaunch only evaluates again.
         try:
-            with checkpoint.on_stop_signals(self._stop_now):
+            with on_stop_signals(self._stop_now):
                 final = self.final_samples()
                 results = self.evaluate()
         except Interrupted as exc:
@@ -174,10 +255,10 @@ class Run:
         except Exception as exc:  # train.py records the failure; the trackers hear it too
             self.logger.log_summary({"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
             raise
-        if checkpoint.update_best(self, results, c.epoch - 1):  # the final G competes too
-            checkpoint.save(self)  # last.pt records that best, for a later longer resume
+        if self.update_best(results, c.epoch - 1):  # the final G competes too
+            self.save_checkpoint()  # last.pt records that best, for a later longer resume
         return self.status(
-            "ok", **results, **checkpoint.best_summary(self.best), last_sample=self.last_sample(),
+            "ok", **results, **summary.best_entries(self.best), last_sample=self.last_sample(),
             final_sample=str(final.relative_to(self.dirs.root)),
             seconds_per_step_median=(statistics.median(self.step_times)
                                      if self.step_times else None))
@@ -212,11 +293,11 @@ class Run:
             while c.batch < self.batches_per_epoch:
                 if self.stop_signal is not None:
                     self._account(clock)
-                    checkpoint.save(self)
+                    self.save_checkpoint()
                     raise Interrupted(self.stop_signal)
                 if self._checkpoint_due(c.batch):
                     self._account(clock)  # the checkpoint reads the weights: a sync anyway
-                    checkpoint.save(self)  # a clean batch boundary: exact resume point
+                    self.save_checkpoint()  # a clean batch boundary: exact resume point
                     self.status("running", pid=os.getpid(), host=socket.gethostname())
                 index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
                 # logged values are those the step uses: read before it updates them
@@ -230,7 +311,7 @@ class Run:
                         raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
                                        f"batch {c.batch}")
                     picture = self.visualize(fakes, self.dirs.sample(c.epoch, c.batch))
-                    self.logger.log_grid("samples", artifacts.read_grid(picture), c.step)
+                    self.logger.log_grid("samples", read_grid(picture), c.step)
                 last = c.batch == self.batches_per_epoch - 1
                 if c.batch % cfg.log_every == 0 or last:
                     d_value, g_value = torch.stack([d_loss, g_loss]).tolist()  # one read-back
@@ -252,7 +333,7 @@ class Run:
                 row = {"epoch": c.epoch - 1, "step": c.step - 1,
                        **self.evaluator.row(self.evaluate())}
                 metrics.write(row)  # logged as the epoch's last batch: a resume keeps the row
-                checkpoint.update_best(self, row, row["epoch"])
+                self.update_best(row, row["epoch"])
 
     # ------------------------------------------------------------------ signals
     def _request_stop(self, signum, frame) -> None:
@@ -269,8 +350,8 @@ def run(cfg: DictConfig, out_dir: Path | str) -> dict:
     out_dir = Path(out_dir)
     artifacts.ensure_writable(out_dir)
     with artifacts.RunLock(out_dir):
-        summary = finished_summary(cfg, out_dir)
-        if summary is not None:
+        done = summary.finished(cfg, out_dir)
+        if done is not None:
             log.info("%s already finished this config (summary.json status ok); skipping", out_dir)
-            return summary
+            return done
         return Run(cfg, out_dir).train()

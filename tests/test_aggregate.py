@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from tests.helpers import sweep as run_sweep
-from gansweep import aggregate
+from gansweep.report import aggregate
 
 
 def _job(sweep: Path, name: str, overrides: list[str], config: dict, summary: dict | None,
@@ -277,11 +277,11 @@ def test_an_unknown_study_is_one_clear_error(tmp_path, capsys):
     _plain_job(sweep, 0, 1e-3, 9.0, {"study": "nope", "row": "a"})
     assert aggregate.main([str(sweep)]) == 1
     err = capsys.readouterr().err
-    assert "reference.study=nope: no module gansweep.studies.nope" in err and "Fix:" in err
+    assert "reference.study=nope: no module gansweep.report.studies.nope" in err and "Fix:" in err
 
 
 def test_keras2018_rows_come_from_the_study_module(tmp_path):
-    from gansweep.studies import keras2018
+    from gansweep.report.studies import keras2018
 
     sweep = tmp_path / "sweep"
     row = {"study": "keras2018", "row": "Coulomb No.4"}
@@ -298,7 +298,7 @@ def test_keras2018_rows_come_from_the_study_module(tmp_path):
 
 
 def test_keras2018_findings_count_presets_not_runs_when_presets_repeat():
-    from gansweep.studies import keras2018
+    from gansweep.report.studies import keras2018
 
     def frame(rows):
         return pd.DataFrame([{"study": "keras2018", "status": "ok", "vs_seed": "seed settings",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from gansweep import aggregate
+from gansweep.report import aggregate
 from tests.helpers import REPO
 from tests.helpers import sweep as run_sweep
 from tests.test_grouping import seeded_sweep  # noqa: F401 - fixture: 3 settings x seeds, failures

@@ -15,10 +15,13 @@ from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.helpers import compose_config
-from gansweep import checkpoint, device, fid, step
+from gansweep import checkpoint, device, step
+from gansweep.fid import cache as fid_cache, extractors as fid_extractors
 from gansweep.step import train_step
 from gansweep.train import launcher_device
-from gansweep.trainer import Interrupted, ResumeError, Run
+from gansweep.checkpoint import ResumeError
+from gansweep.signals import Interrupted
+from gansweep.trainer import Run
 from gansweep.schema import ConfigError, check
 
 GANS = {"standard": ["+experiment=seed_standard"], "coulomb": ["+experiment=seed_coulomb_1"]}
@@ -85,7 +88,7 @@ def test_the_loop_reads_only_to_log_and_check_samples(tiny_overrides, tmp_path, 
                           "trainer.max_batches_per_epoch=4", "trainer.log_every=2",
                           "trainer.sample_every=100"])
     r = Run(cfg, tmp_path)
-    monkeypatch.setattr(checkpoint, "save", lambda run: None)
+    monkeypatch.setattr(Run, "save_checkpoint", lambda run: None)
     monkeypatch.setattr(r, "final_samples", lambda: r.dirs.root)
     with HostReads() as mode:
         r.train()
@@ -110,7 +113,7 @@ def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
     where torch.set_rng_state refuses them); it must load to CPU."""
     cfg = compose_config(tiny_overrides)
     first = Run(cfg, tmp_path)
-    checkpoint.save(first)
+    first.save_checkpoint()
     state = torch.load(first.dirs.checkpoint, weights_only=False)
     state["device_type"] = "cuda"
     torch.save(state, first.dirs.checkpoint)
@@ -121,7 +124,7 @@ def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
     real_set_rng_state = torch.set_rng_state
     monkeypatch.setattr(torch, "set_rng_state",
                         lambda s: (given.append(s), real_set_rng_state(s))[1])
-    assert checkpoint.resume(second)
+    assert second.resume()
     assert [(s.device.type, s.dtype) for s in given] == [("cpu", torch.uint8)]
     assert torch.equal(second.generator.get_state(), state["rng"]["noise"])
 
@@ -129,18 +132,18 @@ def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
 def test_load_state_dict_moves_the_shuffle_to_the_device(tiny_overrides, tmp_path, monkeypatch):
     r = Run(compose_config(tiny_overrides), tmp_path)
     r.perm, r.perm_epoch = torch.randperm(512), 0
-    state = checkpoint.state_dict(r)
+    state = r.state_dict()
     moved = []
     real_to = torch.Tensor.to
     monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: (moved.append(a), real_to(t, *a, **k))[1])
-    checkpoint.load_state_dict(r, state)
+    r.load_state_dict(state)
     assert (r.device,) in moved and torch.equal(r.perm, state["perm"])
 
 
 # ----------------------------------------------------------------------------- 2. device identity
 def _checkpoint_from(tmp_path, overrides, **changes):
     r = Run(compose_config(overrides), tmp_path)
-    checkpoint.save(r)
+    r.save_checkpoint()
     state = torch.load(r.dirs.checkpoint, weights_only=False)
     state.update(changes)
     torch.save(state, r.dirs.checkpoint)
@@ -154,32 +157,32 @@ def test_a_checkpoint_made_on_cuda_is_refused_on_cpu_with_the_fix(tiny_overrides
     _checkpoint_from(tmp_path, tiny_overrides, device_type="cuda", rng=rng)
     with pytest.raises(ResumeError, match=r"made on cuda \(float32\) but this run is on cpu "
                                           r"\(float32\).*trainer\.device=cuda"):
-        checkpoint.resume(Run(compose_config(tiny_overrides), tmp_path))
+        Run(compose_config(tiny_overrides), tmp_path).resume()
 
 
 def test_an_older_cuda_checkpoint_is_recognised_by_its_cuda_rng_state(tiny_overrides, tmp_path):
     r = Run(compose_config(tiny_overrides), tmp_path)
-    state = checkpoint.state_dict(r)
+    state = r.state_dict()
     del state["device_type"], state["precision"]
     state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)
     with pytest.raises(ResumeError, match="made on cuda"):
-        checkpoint.check_device(r, state)
+        checkpoint.check_device(state, r.dirs.root, r.device.type, r.precision)
     del state["rng"]["cuda"]
-    checkpoint.check_device(r, state)  # an older CPU checkpoint resumes on CPU
+    checkpoint.check_device(state, r.dirs.root, r.device.type, r.precision)  # an older CPU checkpoint resumes on CPU
 
 
 @pytest.mark.slow
 def test_a_tf32_checkpoint_is_refused_at_float32(tiny_overrides, tmp_path):
     _checkpoint_from(tmp_path, tiny_overrides, device_type="cpu", precision="tf32")
     with pytest.raises(ResumeError, match="trainer.tf32=true"):
-        checkpoint.resume(Run(compose_config(tiny_overrides), tmp_path))
+        Run(compose_config(tiny_overrides), tmp_path).resume()
 
 
 # ----------------------------------------------------------------------------- 4. cadence
 def _checkpoints_taken(r, monkeypatch):
     taken = []
-    real = checkpoint.save
-    monkeypatch.setattr(checkpoint, "save",
+    real = Run.save_checkpoint
+    monkeypatch.setattr(Run, "save_checkpoint",
                         lambda run: (taken.append((run.counters.epoch, run.counters.batch)),
                                      real(run))[1])
     return taken
@@ -270,8 +273,9 @@ def test_summary_and_checkpoint_record_device_and_precision(tiny_overrides, tmp_
 
 def test_fid_cache_key_names_device_type_and_precision():
     def key(name):
-        extractor = fid.Extractor("lenet", "lenet-x", 128, None, torch.device(name), 500, "")
-        return fid.reference_key(extractor, 1000)
+        extractor = fid_extractors.Extractor("lenet", "lenet-x", 128, None, torch.device(name), 500,
+                                             "", forward=lambda model, images: images)
+        return fid_cache.reference_key(extractor, 1000)
 
     assert key("cpu").endswith("_1000_cpu-float32")
     assert key("cuda:1").endswith("_1000_cuda-float32")

@@ -12,9 +12,10 @@ import pytest
 import torch
 from tests.helpers import compose_config
 
-from gansweep import artifacts, fid, trainer
+from gansweep import artifacts, trainer
+from gansweep.fid import cache as fid_cache, extractors as fid_extractors, metrics as fid_metrics
 from gansweep import step as step_module
-from gansweep.fid import FidEvaluator, build_evaluator
+from gansweep.fid.evaluator import FidEvaluator, build_evaluator
 from gansweep.trainer import Run, run
 from gansweep.schema import ConfigError
 
@@ -28,8 +29,8 @@ def overrides(tiny_overrides, tmp_path):
 
 
 def test_reference_features_are_a_cached_seeded_subset(mnist_root, tmp_path, monkeypatch):
-    ext = fid.load_extractor("lenet", "cpu")
-    feats = fid.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path)
+    ext = fid_extractors.load_extractor("lenet", "cpu")
+    feats = fid_cache.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path)
     assert feats.shape == (300, 128) and feats.dtype == np.float32
     # the same images the seeded draw names, in draw order
     index = np.random.RandomState(3).choice(1000, 300, replace=False)
@@ -42,9 +43,9 @@ def test_reference_features_are_a_cached_seeded_subset(mnist_root, tmp_path, mon
     def boom(*args, **kwargs):
         raise AssertionError("recomputed despite the cache")
 
-    monkeypatch.setattr(fid.Extractor, "features", boom)
+    monkeypatch.setattr(fid_extractors.Extractor, "features", boom)
     np.testing.assert_array_equal(
-        fid.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path),
+        fid_cache.reference_features(ext, mnist_root, 1000, 300, seed=3, cache_dir=tmp_path),
         feats)
 
 
@@ -55,9 +56,9 @@ def test_objective_sign_and_best_direction():
     assert (ev.best_key, ev.lower_is_better) == ("kid_lenet", True)
     assert build_evaluator(compose_config([]).fid).objective({"fid_lenet": 3.0}) == 3.0
     assert ev.objective({"recall_lenet": math.nan}) == math.inf
-    assert fid.is_better(0.5, 0.6, lower=True) and not fid.is_better(0.6, 0.5, True)
-    assert fid.is_better(0.6, 0.5, lower=False)
-    assert not fid.is_better(math.nan, None, True) and fid.is_better(1.0, None, True)
+    assert fid_metrics.is_better(0.5, 0.6, lower=True) and not fid_metrics.is_better(0.6, 0.5, True)
+    assert fid_metrics.is_better(0.6, 0.5, lower=False)
+    assert not fid_metrics.is_better(math.nan, None, True) and fid_metrics.is_better(1.0, None, True)
 
 
 @pytest.mark.parametrize("override,text", [
@@ -83,7 +84,7 @@ def test_every_metric_in_one_pass_curves_best_and_floor(overrides, tmp_path):
     summary = run(cfg, tmp_path / "run")
     for key in KEYS:
         assert np.isfinite(summary[key]), key
-        if key != "fid_lenet":  # the FID's floor is fid.floor's (floor_lenet), as before
+        if key != "fid_lenet":  # the FID's floor is fid_cache.floor's (floor_lenet), as before
             assert summary[f"floor_{key}"] == floor[key], key
     assert summary["objective"] == -summary["coverage_lenet"]
     assert summary["objective_metric"] == "coverage_lenet"

@@ -13,7 +13,8 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from gansweep import schema  # noqa: F401 - registers the schemas
-from gansweep.fid import FidEvaluator, build_evaluator, metrics
+from gansweep.fid import metrics
+from gansweep.fid.evaluator import FidEvaluator, build_evaluator
 from gansweep.fid import cache as fid_cache
 from gansweep.fid.extractors import load_extractor
 from gansweep.fid.frechet import frechet_distance, quantize, statistics
@@ -128,11 +129,11 @@ def test_unknown_metric_is_named(cheap):
 
 
 def test_fid_precision_bf16_is_for_inception_and_named_in_identity():
-    from gansweep.checkpoint import identity, identity_hash
+    from gansweep.identity import identity, identity_hash
     from gansweep.schema import ConfigError, check
     from tests.helpers import compose_config
 
-    with pytest.raises(ConfigError, match=r"fid.precision='bf16'.*Inception extractor only"):
+    with pytest.raises(ConfigError, match=r"fid.precision='bf16'.*the lenet extractor has fp32.*fid=inception"):
         check(compose_config(["fid.precision=bf16"]))  # lenet has no bf16 variant
     with pytest.raises(ValueError, match="only inception has a bf16 variant. Fix"):
         load_extractor("lenet", precision="bf16")

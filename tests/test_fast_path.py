@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gansweep import bench, onednn
+from gansweep import onednn
+from gansweep.bench import cli as bench_cli
 from gansweep.data import load_mnist
 from gansweep.kernels import (PlummerKernel, plummer_potential, plummer_potential_mm,
                               squared_distances, squared_distances_mm)
@@ -244,7 +245,7 @@ def test_training_trajectory_close_float32(tiny_overrides, tmp_path):
 @pytest.mark.slow
 def test_bench_end_to_end(mnist_root, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    bench.main(["--steps", "2", "--warmup", "1", "--batch-size", "16", "--limit", "64",
+    bench_cli.main(["--steps", "2", "--warmup", "1", "--batch-size", "16", "--limit", "64",
                 "--gan-types", "coulomb",
                 "--data-root", str(mnist_root), "--device", "cpu", "--no-rss", "--peak-size", "256",
                 "--metric-samples", "200", "--profile", "1", "--profile-top", "5",

@@ -12,8 +12,8 @@ import pytest
 import torch
 from scipy import linalg
 
-from gansweep import fid, inception, lenet
-from gansweep.fid import cache as fid_cache, frechet
+from gansweep.fid import cache as fid_cache, cli as fid_cli, extractors as fid_extractors
+from gansweep.fid import frechet, inception, lenet
 from gansweep.data import load_mnist
 from gansweep.trainer import run
 from gansweep.schema import ConfigError
@@ -46,14 +46,14 @@ def eig_reference(mu1, sigma1, mu2, sigma2):
 
 def random_stats(rng, n, d, scale=1.0):
     feats = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * scale + rng.normal(size=d)
-    return fid.statistics(feats)
+    return frechet.statistics(feats)
 
 
 @pytest.fixture(scope="session")
 def inception_cache():
     """The default cache dir, holding verified Inception weights (`make test` fetches them
     first; this fetches them lazily when pytest runs alone)."""
-    cache = fid.default_cache_dir()
+    cache = fid_extractors.default_cache_dir()
     if inception.hub_checkpoint() is None:
         inception.fetch_weights(cache)
     return cache
@@ -61,13 +61,13 @@ def inception_cache():
 
 @pytest.fixture(scope="session")
 def lenet_ext():
-    return fid.load_extractor("lenet", "cpu")
+    return fid_extractors.load_extractor("lenet", "cpu")
 
 
 # ----------------------------------------------------------------------------- numerics
 def test_statistics_float64_and_unbiased():
     x = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
-    mu, sigma = fid.statistics(x)
+    mu, sigma = frechet.statistics(x)
     assert mu.dtype == sigma.dtype == np.float64
     centred = x.astype(np.float64) - x.astype(np.float64).mean(0)
     np.testing.assert_allclose(sigma, centred.T @ centred / 6, rtol=1e-12)
@@ -75,7 +75,7 @@ def test_statistics_float64_and_unbiased():
 
 def test_identical_statistics_give_zero():
     mu, sigma = random_stats(np.random.default_rng(1), 400, 32)
-    assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-8 * np.trace(sigma)
+    assert abs(frechet.frechet_distance(mu, sigma, mu, sigma)) < 1e-8 * np.trace(sigma)
 
 
 def test_diagonal_covariances_closed_form():
@@ -83,7 +83,7 @@ def test_diagonal_covariances_closed_form():
     mu1, mu2 = rng.normal(size=10), rng.normal(size=10)
     a, b = rng.uniform(0.1, 3, size=10), rng.uniform(0.1, 3, size=10)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    assert fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected,
+    assert frechet.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected,
                                                                                    rel=1e-10)
 
 
@@ -92,7 +92,7 @@ def test_agrees_with_pytorch_fid_algorithm(n, d):
     rng = np.random.default_rng(n + d)
     mu1, s1 = random_stats(rng, n, d)
     mu2, s2 = random_stats(rng, n, d, scale=1.3)
-    ours = fid.frechet_distance(mu1, s1, mu2, s2)
+    ours = frechet.frechet_distance(mu1, s1, mu2, s2)
     assert ours == pytest.approx(pytorch_fid_reference(mu1, s1, mu2, s2), rel=1e-6)
     assert ours == pytest.approx(eig_reference(mu1, s1, mu2, s2), rel=1e-4)
 
@@ -109,20 +109,20 @@ def test_non_finite_root_retries_with_offset(monkeypatch):
         return np.full_like(matrix, np.nan) if len(calls) == 1 else real_sqrtm(matrix)
 
     monkeypatch.setattr(frechet.linalg, "sqrtm", flaky)
-    value = fid.frechet_distance(mu1, s1, mu2, s2)
+    value = frechet.frechet_distance(mu1, s1, mu2, s2)
     assert len(calls) == 2
     np.testing.assert_allclose(calls[1], (s1 + 1e-6 * np.eye(8)) @ (s2 + 1e-6 * np.eye(8)))
     assert value == pytest.approx(pytorch_fid_reference(mu1, s1, mu2, s2), rel=1e-5)
 
 
 def test_large_imaginary_component_is_an_error():
-    with pytest.raises(fid.FIDError, match="imaginary"):
-        fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3))
+    with pytest.raises(frechet.FIDError, match="imaginary"):
+        frechet.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3))
 
 
 def test_shape_mismatch_is_an_error():
-    with pytest.raises(fid.FIDError, match="different feature extractors"):
-        fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    with pytest.raises(frechet.FIDError, match="different feature extractors"):
+        frechet.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
 
 
 # ----------------------------------------------------------------------------- Inception
@@ -156,7 +156,7 @@ def test_preprocess_matches_hand_computation():
 def test_inception_features_equal_torchscript_and_pipeline(inception_cache, mnist_root):
     """Our pytorch-fid-structured network on default_1.pt's tensors gives the same pool3
     features as the TorchScript module itself; the extractor maps [-1,1] images to k/255."""
-    ext = fid.load_extractor("inception", "cpu", inception_cache)
+    ext = fid_extractors.load_extractor("inception", "cpu", inception_cache)
     x = load_mnist(mnist_root, "test", 2).x
     feats = ext.features(x)
     assert feats.shape == (2, 2048) and np.isfinite(feats).all() and feats.min() >= 0
@@ -211,17 +211,17 @@ def test_shipped_lenet_accuracy(mnist_root):
 @pytest.mark.slow
 def test_real_vs_itself_zero_and_vs_noise_large(lenet_ext, mnist_root):
     x = load_mnist(mnist_root, "train", 2000).x
-    ref = fid.statistics(lenet_ext.features(x[:1000]))
-    assert abs(fid.fid_of_images(lenet_ext, x[:1000], ref)) < 1e-6
-    other_real = fid.fid_of_images(lenet_ext, x[1000:], ref)
+    ref = frechet.statistics(lenet_ext.features(x[:1000]))
+    assert abs(fid_cache.fid_of_images(lenet_ext, x[:1000], ref)) < 1e-6
+    other_real = fid_cache.fid_of_images(lenet_ext, x[1000:], ref)
     noise = torch.rand(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    noise_fid = fid.fid_of_images(lenet_ext, noise, ref)
+    noise_fid = fid_cache.fid_of_images(lenet_ext, noise, ref)
     assert 0 < other_real < noise_fid / 20
 
 
 # ----------------------------------------------------------------------------- cache, floor
 def test_reference_stats_cached_per_limit(lenet_ext, mnist_root, tmp_path, monkeypatch):
-    mu, sigma, meta = fid.reference_stats(lenet_ext, mnist_root, 300, tmp_path, progress=False)
+    mu, sigma, meta = fid_cache.reference_stats(lenet_ext, mnist_root, 300, tmp_path, progress=False)
     assert meta["count"] == 300 and meta["extractor"] == "lenet" and sigma.shape == (128, 128)
     files = list((tmp_path / "stats").glob("ref_lenet_*_300_cpu-float32.npz"))
     assert len(files) == 1
@@ -229,32 +229,32 @@ def test_reference_stats_cached_per_limit(lenet_ext, mnist_root, tmp_path, monke
     def boom(*args, **kwargs):
         raise AssertionError("recomputed despite the cache")
 
-    monkeypatch.setattr(fid.Extractor, "features", boom)
-    mu2, sigma2, _ = fid.reference_stats(lenet_ext, mnist_root, 300, tmp_path)
+    monkeypatch.setattr(fid_extractors.Extractor, "features", boom)
+    mu2, sigma2, _ = fid_cache.reference_stats(lenet_ext, mnist_root, 300, tmp_path)
     np.testing.assert_array_equal(mu, mu2)
     np.testing.assert_array_equal(sigma, sigma2)
     with pytest.raises(AssertionError, match="recomputed"):  # another limit, another entry
-        fid.reference_stats(lenet_ext, mnist_root, 301, tmp_path)
+        fid_cache.reference_stats(lenet_ext, mnist_root, 301, tmp_path)
 
 
 @pytest.mark.slow
 def test_floor_cached_and_retrievable(mnist_root, tmp_path):
-    assert fid.floor("lenet", 300, 1000, mnist_root, tmp_path, compute=False) is None
-    result = fid.floor("lenet", 300, 1000, mnist_root, tmp_path)
+    assert fid_cache.floor("lenet", 300, 1000, mnist_root, tmp_path, compute=False) is None
+    result = fid_cache.floor("lenet", 300, 1000, mnist_root, tmp_path)
     assert result["extractor"] == "lenet" and result["num_samples"] == 300
     assert 0 < result["fid_lenet"] < 50
-    assert fid.floor("lenet", 300, 1000, mnist_root, tmp_path, compute=False) == result
+    assert fid_cache.floor("lenet", 300, 1000, mnist_root, tmp_path, compute=False) == result
 
 
 @pytest.mark.slow
 def test_cli_ref_and_floor(mnist_root, tmp_path, capsys):
     common = ["--extractor", "lenet", "--root", str(mnist_root), "--cache-dir", str(tmp_path),
               "--limit", "400"]
-    assert fid.main(["ref", *common, "--estimate-only"]) == 0
+    assert fid_cli.main(["ref", *common, "--estimate-only"]) == 0
     assert "images/s" in capsys.readouterr().out
-    assert fid.main(["ref", *common]) == 0
+    assert fid_cli.main(["ref", *common]) == 0
     assert "img/s (measured on the first batch)" in capsys.readouterr().err
-    assert fid.main(["floor", *common, "--num-samples", "200"]) == 0
+    assert fid_cli.main(["floor", *common, "--num-samples", "200"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["num_samples"] == 200
     assert set(out["metrics"]) >= {"kid_lenet", "precision_lenet", "coverage_lenet"}
@@ -303,11 +303,11 @@ def test_training_run_without_fid(tiny_overrides, tmp_path):
 def test_bf16_inception_is_its_own_extractor_with_its_own_cache_key(inception_cache, mnist_root):
     """fid.precision=bf16: the same network in bfloat16, loaded apart from the float32 one,
     its features close to float32's but never mixed with them (cache key, summary)."""
-    fp32 = fid.load_extractor("inception", "cpu", inception_cache)
-    bf16 = fid.load_extractor("inception", "cpu", inception_cache, precision="bf16")
+    fp32 = fid_extractors.load_extractor("inception", "cpu", inception_cache)
+    bf16 = fid_extractors.load_extractor("inception", "cpu", inception_cache, precision="bf16")
     assert bf16 is not fp32 and bf16.model.precision == "bf16" and fp32.model.precision == "fp32"
     assert fp32.batch_size == 16  # a CPU's default: small batches are fastest there
-    assert fid.load_extractor("inception", "cpu", inception_cache, precision="bf16") is bf16
+    assert fid_extractors.load_extractor("inception", "cpu", inception_cache, precision="bf16") is bf16
     assert (fid_cache.reference_key(fp32, None).endswith("_cpu-float32")
             and fid_cache.reference_key(bf16, None).endswith("_cpu-bf16"))
     x = load_mnist(mnist_root, "test", 4).x

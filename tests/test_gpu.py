@@ -12,7 +12,8 @@ import torch
 from tests.helpers import compose_config
 from gansweep import step
 from gansweep.step import train_step
-from gansweep.trainer import Interrupted, Run
+from gansweep.signals import Interrupted
+from gansweep.trainer import Run
 
 pytestmark = pytest.mark.gpu
 

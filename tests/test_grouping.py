@@ -1,4 +1,4 @@
-"""Seeds as a table axis (gansweep.grouping): groups of rows that differ only in seed, their
+"""Seeds as a table axis (gansweep.report.grouping): groups of rows that differ only in seed, their
 mean/std/n/95% t-interval, ranks with ties, failed seeds and one-seed groups; the plots."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from tests.test_aggregate import _config, _job
 
-from gansweep import aggregate, grouping
+from gansweep.report import aggregate, grouping
 
 
 def test_interval_by_hand():
@@ -102,7 +102,7 @@ def test_table_writes_groups_per_seed_rows_and_plots(seeded_sweep):
     assert md.index("## Settings over seeds") < md.index("## Per seed")
     page = (seeded_sweep / "table.html").read_text()
     assert "<details><summary>Per-seed rows" in page and "95% Student-t CI" in page
-    for name in ("curves_fid_lenet.png", "curves_recall_lenet.png", "precision_recall.png"):
+    for name in ("curves_fid_lenet.png", "curves_recall_lenet.png", "precision_recall_lenet.png"):
         assert (seeded_sweep / name).stat().st_size > 1000, name
     assert page.count("data:image/png;base64") >= 3 + 8  # sweep plots + per-job pictures
 
@@ -112,7 +112,7 @@ def test_one_seed_per_setting_gets_no_over_seeds_section(tmp_path):
     that all tie (table_groups.csv is still written)."""
     import json
 
-    from gansweep import aggregate
+    from gansweep.report import aggregate
 
     sweep = tmp_path / "sweep"
     for num, eps in enumerate((0.5, 1.0)):

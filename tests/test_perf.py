@@ -1,4 +1,4 @@
-"""Performance II (README "Performance"): what the speed levers must not change.
+"""What the speed levers must not change (docs/performance.md).
 
 No timing assertions (``gansweep-bench`` measures): the optimised Inception gives the plain
 network's float32 features to rounding; ``trainer.precision=bf16`` autocasts only the forward
@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from gansweep import bench, inception, step
+from gansweep import step
+from gansweep.bench import cli as bench_cli, measure
+from gansweep.fid import inception
 from gansweep.device import full_precision, train_autocast
 from gansweep.kernels import plummer_potential
 from gansweep.models import KerasBatchNorm
-from gansweep.peers import keras as keras_peer
+from gansweep.bench import keras_peer
 from gansweep.trainer import Run
 
 from tests.helpers import compose_config
@@ -96,7 +98,7 @@ def test_keras_batchnorm_takes_statistics_in_float32():
 
 
 def test_bf16_is_part_of_the_fingerprint_and_fp32_hashes_are_unchanged():
-    from gansweep.checkpoint import fingerprint, identity_hash
+    from gansweep.identity import fingerprint, identity_hash
 
     fp32, bf16 = compose_config([]), compose_config(["trainer.precision=bf16"])
     assert "trainer.precision" not in fingerprint(fp32)  # float32 runs keep their hashes
@@ -105,9 +107,14 @@ def test_bf16_is_part_of_the_fingerprint_and_fp32_hashes_are_unchanged():
 
 
 def test_precision_key_is_checked():
+    from hydra.errors import ConfigCompositionException
+
     assert str(compose_config([]).trainer.precision) == "fp32"  # the default stays float32
-    with pytest.raises(Exception, match="bf17"):
+    with pytest.raises(ConfigCompositionException) as refused:
         compose_config(["trainer.precision=bf17"])
+    # the override is named, and the schema's error below it lists the choices
+    assert "trainer.precision=bf17" in str(refused.value)
+    assert "fp32, bf16" in str(refused.value.__cause__)
 
 
 @pytest.mark.slow
@@ -148,30 +155,37 @@ def test_peer_potential_is_gansweeps():
         np.testing.assert_allclose(got[:, 0], expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_bench_peak_is_in_the_steps_arithmetic(monkeypatch):
-    # a bf16 step's "% of peak" is against the bfloat16 GEMM, a float32 step's the float32 one
-    monkeypatch.setattr(bench, "tensorflow_importable", lambda: False)
+def test_gemm_peaks_are_in_the_steps_arithmetic(monkeypatch):
+    monkeypatch.setattr(measure, "tensorflow_importable", lambda: False)
     cpu = torch.device("cpu")
-    assert set(bench.gemm_peaks(cpu, 64)) == {"torch"}
-    peaks = bench.gemm_peaks(cpu, 64, "bf16")
+    assert set(measure.gemm_peaks(cpu, 64)) == {"torch"}
+    peaks = measure.gemm_peaks(cpu, 64, "bf16")
     assert set(peaks) == {"torch bf16"} and peaks["torch bf16"] > 0
-    costs = {"log_s": 1e-3, "log_every": 1, "checkpoint_mb": 90, "checkpoint_s": 0.5,
-             "checkpoint_every_batches": 468}
-    row = {"gan_type": "standard", "impl": "fast", "median_s": 0.15, "min_s": 0.15,
-           "cpu_median_s": 0.3, "gflop_per_step": 34.6, "gflops": 230.7,
-           "fraction_of_peak": 230.7 / peaks["torch bf16"], "loop_s_per_step": 0.151,
-           "loop_costs": costs}
-    report = {"device": "cpu", "torch": torch.__version__, "threads": 2, "batch_size": 128,
-              "load_average": [0.0], "steps": 1, "warmup": 0, "precision": "bf16",
-              "matmul_peak_gflops": peaks["torch bf16"], "matmul_peaks_gflops": peaks,
-              "results": {"standard/fast": row}, "bench_process_peak_rss_mb": 1000}
-    assert "bfloat16 matmul peak" in bench.format_table(report)
+
+
+@pytest.mark.slow
+def test_a_bf16_step_is_measured_against_the_bf16_peak(mnist_root, tmp_path, capsys):
+    """A bf16 step's "% of peak" is against the bfloat16 GEMM of the same process (not the
+    float32 one, which would read over 100%), and the printed table says so."""
+    out = tmp_path / "bench.json"
+    bench_cli.main(["--impls", "fast", "--gan-types", "standard", "--steps", "1", "--warmup",
+                    "0", "--batch-size", "16", "--limit", "64", "--data-root", str(mnist_root),
+                    "--device", "cpu", "--no-rss", "--no-fid", "--no-metrics",
+                    "--peak-size", "128", "--json", str(out), "-o", "trainer.precision=bf16"])
+    report = json.loads(out.read_text())
+    assert report["precision"] == "bf16" and set(report["matmul_peaks_gflops"]) == {"torch bf16"}
+    row = report["results"]["standard/fast"]
+    assert row["fraction_of_peak"] == pytest.approx(row["gflops"] / report["matmul_peak_gflops"])
+    printed = capsys.readouterr().out
+    assert f"bfloat16 matmul peak (best GEMM in this process, the steps' arithmetic): " \
+           f"{report['matmul_peak_gflops']:.1f} GFLOP/s" in printed
+    assert f"{100 * row['fraction_of_peak']:.0f}%" in printed
 
 
 def test_bench_peer_without_tensorflow_names_the_fix(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "tensorflow_importable", lambda: False)
+    monkeypatch.setattr(measure, "tensorflow_importable", lambda: False)
     with pytest.raises(SystemExit):
-        bench.main(["--peer", "keras", "--no-rss"])
+        bench_cli.main(["--peer", "keras", "--no-rss"])
     assert "pip install 'gansweep[keras-peer]'" in capsys.readouterr().err
 
 
@@ -179,7 +193,7 @@ def test_bench_peer_without_tensorflow_names_the_fix(monkeypatch, capsys):
 def test_bench_with_keras_peer(mnist_root, tmp_path, capsys):
     pytest.importorskip("tensorflow")
     out = tmp_path / "bench.json"
-    bench.main(["--peer", "keras", "--impls", "fast", "--gan-types", "standard", "coulomb",
+    bench_cli.main(["--peer", "keras", "--impls", "fast", "--gan-types", "standard", "coulomb",
                 "--steps", "2", "--warmup", "1", "--batch-size", "16", "--limit", "64",
                 "--data-root", str(mnist_root), "--device", "cpu", "--no-rss", "--no-fid",
                 "--no-metrics", "--peak-size", "128", "--json", str(out)])

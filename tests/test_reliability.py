@@ -17,7 +17,8 @@ from tests.helpers import sweep as run_sweep
 from gansweep import artifacts, step
 from gansweep.artifacts import OutputDirError
 from gansweep.data import DataError
-from gansweep.trainer import ResumeError, Run, run
+from gansweep.checkpoint import ResumeError
+from gansweep.trainer import Run, run
 from gansweep.schema import ConfigError
 
 

@@ -20,8 +20,11 @@ import yaml
 
 from tests.helpers import CHEAP_FID, compose_config
 from tests.helpers import sweep as run_sweep
-from gansweep import aggregate, artifacts, fid
-from gansweep.trainer import ResumeError, run
+from gansweep import artifacts
+from gansweep.fid import cache as fid_cache, extractors as fid_extractors
+from gansweep.report import aggregate
+from gansweep.checkpoint import ResumeError
+from gansweep.trainer import run
 from gansweep.schema import ConfigError
 
 from tests.test_aggregate import _config, _job, _plugin
@@ -155,8 +158,7 @@ def test_a_truncated_or_empty_checkpoint_gives_one_clear_line(tiny_overrides, tm
 _CHILD = """
 import json, sys, time
 from pathlib import Path
-from gansweep import fid
-from gansweep.fid import cache as fid_cache
+from gansweep.fid import cache as fid_cache, extractors as fid_extractors
 cache, data, go, log = map(Path, sys.argv[1:5])
 original = fid_cache._compute_reference
 def counted(*args, **kwargs):
@@ -165,10 +167,10 @@ def counted(*args, **kwargs):
     time.sleep(1.0)  # keep the window open so that every process meets a cold cache
     return original(*args, **kwargs)
 fid_cache._compute_reference = counted
-ext = fid.load_extractor("lenet", "cpu", cache)
+ext = fid_extractors.load_extractor("lenet", "cpu", cache)
 while not go.exists():
     time.sleep(0.01)
-mu, sigma, meta = fid.reference_stats(ext, data, 500, cache, progress=False)
+mu, sigma, meta = fid_cache.reference_stats(ext, data, 500, cache, progress=False)
 print(json.dumps([float(mu.sum()), float(sigma.sum())]))
 """
 
@@ -189,12 +191,12 @@ def test_processes_on_a_cold_reference_cache_compute_it_once(mnist_root, tmp_pat
 
 
 def test_a_corrupt_cached_reference_is_named_and_recomputed(mnist_root, tmp_path, caplog):
-    ext = fid.load_extractor("lenet", "cpu", tmp_path)
-    good = fid.reference_stats(ext, mnist_root, 300, tmp_path, progress=False)
+    ext = fid_extractors.load_extractor("lenet", "cpu", tmp_path)
+    good = fid_cache.reference_stats(ext, mnist_root, 300, tmp_path, progress=False)
     path = next((tmp_path / "stats").glob("ref_*.npz"))
     path.write_bytes(path.read_bytes()[:200])  # torn
     with caplog.at_level("WARNING", logger="gansweep.fid"):
-        again = fid.reference_stats(ext, mnist_root, 300, tmp_path, progress=False)
+        again = fid_cache.reference_stats(ext, mnist_root, 300, tmp_path, progress=False)
     assert str(path) in caplog.text and "corrupt" in caplog.text
     np.testing.assert_array_equal(again[0], good[0])
     np.testing.assert_array_equal(again[1], good[1])
@@ -202,7 +204,7 @@ def test_a_corrupt_cached_reference_is_named_and_recomputed(mnist_root, tmp_path
 
 # ----------------------------------------------------------------------------- 4. launch
 def test_missing_inception_weights_fail_before_training(tiny_overrides, tmp_path, monkeypatch):
-    from gansweep.inception import WeightsError
+    from gansweep.fid.inception import WeightsError
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no hub copy of the weights
     cfg = compose_config([*tiny_overrides, "fid=inception", f"fid.cache_dir={tmp_path / 'c'}",

@@ -1,12 +1,13 @@
-"""FID reference statistics, real-data floors and Inception weights, ahead of training.
+"""FID reference statistics, real-data floors and extractor weights, ahead of training.
 
-An Inception reference takes hours on a CPU; a sweep's jobs then read the cache.
+An Inception reference of the 60,000 training images takes about an hour on 2 CPU cores
+(docs/performance.md); a sweep's jobs then read the cache.
 
-    gansweep-fid ref [--extractor lenet|inception] [--limit N] [--estimate-only]
+    gansweep-fid ref [--extractor lenet|inception|<class path>] [--limit N] [--estimate-only]
     gansweep-fid floor [--num-samples 3000] [--metrics fid,kid,...]
-    gansweep-fid fetch-weights [--cache-dir DIR]
+    gansweep-fid fetch-weights [--extractor inception] [--cache-dir DIR]
 
-The shipped LeNet is trained by ``gansweep-lenet train`` (``gansweep.lenet``).
+The shipped LeNet is trained by ``gansweep-lenet train`` (``gansweep.fid.lenet``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from gansweep.data import load_mnist
 from gansweep.device import configure_backends, resolve_device
 from gansweep.fid.cache import floor, reference_stats
 from gansweep.fid.evaluator import DEFAULT_METRICS, FidEvaluator
-from gansweep.fid.extractors import EXTRACTORS, default_cache_dir, load_extractor
+from gansweep.fid import lenet, registry
+from gansweep.fid.extractors import default_cache_dir, load_extractor
 from gansweep.fid.frechet import FIDError
 
 
@@ -71,11 +73,11 @@ def _cmd_floor(args) -> int:
 
 
 def _cmd_fetch(args) -> int:
-    from gansweep.inception import fetch_weights
-
-    path = fetch_weights(Path(args.cache_dir).expanduser() if args.cache_dir
-                         else default_cache_dir())
-    print(f"Inception weights: {path} (sha256 verified)")
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    path = registry.implementation(args.extractor)().fetch_weights(cache_dir)
+    entry = registry.info(args.extractor)
+    print(f"{entry.name} weights: {path} (sha256 verified)" if path else
+          f"{entry.name} weights ship with their package: {entry.weights}")
     return 0
 
 
@@ -83,13 +85,14 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gansweep-fid", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--extractor", choices=EXTRACTORS, default="lenet")
+    common.add_argument("--extractor", default="lenet",
+                        help=f"{' | '.join(registry.names())} | a FeatureExtractor class path")
     common.add_argument("--root", default="data", help="MNIST idx folder")
     common.add_argument("--cache-dir", default=None,
                         help="default: $GANSWEEP_CACHE or ~/.cache/gansweep")
     common.add_argument("--device", default="auto", help="auto | cpu | cuda")
     common.add_argument("--batch-size", type=int, default=None)
-    common.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    common.add_argument("--precision", default="fp32",
                         help="as fid.precision: bf16 runs Inception's convolutions in bfloat16 "
                              "(faster on a CPU with AVX512_BF16; FID slightly off float32's, "
                              "docs/evaluation.md); its reference statistics are cached apart")
@@ -105,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
                    help="also these metrics' floors (as fid.metrics; '' for the FID only)")
     p.add_argument("--ref-features", type=int, default=10000,
                    help="as fid.ref_features: seeded real subset for the non-FID metrics")
-    p = sub.add_parser("fetch-weights", help="obtain and verify the Inception weights")
+    p = sub.add_parser("fetch-weights", help="obtain and verify an extractor's weights")
+    p.add_argument("--extractor", default="inception",
+                   help=f"{' | '.join(registry.names())} | a FeatureExtractor class path")
     p.add_argument("--cache-dir", default=None)
     sub.add_parser("train-classifier", add_help=False, help="same as `gansweep-lenet train`")
     return parser
@@ -114,8 +119,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train-classifier"]:  # the command that trained the shipped LeNet
-        from gansweep import lenet
-
         return lenet.main(["train", *argv[1:]])
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parser().parse_args(argv)

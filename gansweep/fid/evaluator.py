@@ -34,9 +34,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from gansweep.data import load_mnist
-from gansweep.fid import cache, metrics
+from gansweep.fid import cache, metrics, registry
 from gansweep.fid.extractors import DEFAULT_CACHE, Extractor, arithmetic, load_extractor
 from gansweep.fid.frechet import FIDError, frechet_distance, metric_name, quantize, statistics
 
@@ -49,15 +51,6 @@ Sampler = Callable[[int], torch.Tensor]
 def metric_key(metric: str, extractor: str) -> str:
     """``kid`` + ``lenet`` -> ``kid_lenet`` (the summary, metrics.jsonl and table name)."""
     return f"{metric}_{extractor}"
-
-
-def is_better(value: float, best: float | None, lower: bool) -> bool:
-    """NaN is never better; anything finite beats no best yet."""
-    if value is None or not math.isfinite(value):
-        return False
-    if best is None or not math.isfinite(best):
-        return True
-    return value < best if lower else value > best
 
 
 class FidEvaluator:
@@ -77,7 +70,10 @@ class FidEvaluator:
                  pr_k: int = 3, dc_k: int = 5, best_metric: str = "fid", objective: str = "fid",
                  precision: str = "fp32", *, data_root: Path | str = "data",
                  device: torch.device | str = "cpu", fetch_data: bool = True):
-        self.extractor_name = str(extractor)
+        self.extractor_id = str(extractor)  # a registry name or a class path
+        # the metrics' suffix (fid_<name>): the entry's name, also for a class path
+        self.extractor_name = (registry.info(self.extractor_id).name
+                               if self.extractor_id != registry.NONE else registry.NONE)
         self.num_samples, self.ref_limit, self.batch_size = num_samples, ref_limit, batch_size
         self.every_epochs, self.quantize = every_epochs, quantize
         self.cache_dir, self.fetch = str(cache_dir), fetch
@@ -97,7 +93,7 @@ class FidEvaluator:
     # ------------------------------------------------------------------ what the trainer asks
     @property
     def enabled(self) -> bool:
-        return self.extractor_name != "none"
+        return self.extractor_id != registry.NONE
 
     @property
     def best_key(self) -> str:
@@ -118,20 +114,11 @@ class FidEvaluator:
         return float(value) if lower else -float(value)
 
     def preflight(self) -> None:
-        """Checks made before training: the Inception weights exist (fetched when
-        ``fid.fetch``) and match their sha256, so a run cannot fail on them after hours."""
-        if self.extractor_name != "inception":
-            return
-        from gansweep import inception
-
-        pth = inception.hub_checkpoint()
-        if pth is not None and inception.sha256_file(pth).startswith(inception.PTH_SHA256_PREFIX):
-            return
-        cache_dir = Path(self.cache_dir).expanduser()
-        path = inception.weights_path(cache_dir)
-        if not path.exists() and self.fetch:
-            inception.fetch_weights(cache_dir)
-        inception.verify_weights(path, cache_dir)
+        """Checks made before training: the extractor's weights exist (fetched when
+        ``fid.fetch``) and match their checksum, so a run cannot fail on them after hours."""
+        if self.enabled:
+            registry.implementation(self.extractor_id)().preflight(
+                Path(self.cache_dir).expanduser(), self.fetch)
 
     def due(self, epochs_done: int, total_epochs: int | None = None) -> bool:
         """Whether a metrics.jsonl row is due after ``epochs_done`` epochs: every
@@ -197,7 +184,7 @@ class FidEvaluator:
 
     # ------------------------------------------------------------------ one pass
     def extractor(self) -> Extractor:
-        return load_extractor(self.extractor_name, self.device, self.cache_dir, self.batch_size,
+        return load_extractor(self.extractor_id, self.device, self.cache_dir, self.batch_size,
                               self.fetch, self.precision)
 
     def evaluate(self, sample: Sampler, quantized: bool | None = None) -> dict:
@@ -303,3 +290,23 @@ class FidEvaluator:
             if not key.startswith("fid_"):
                 out[f"floor_{key}"] = value
         return out
+
+
+def build_evaluator(fid_cfg, **context):
+    """The evaluator the ``fid`` config names (``hydra.utils.instantiate(fid_cfg, **context)``;
+    ``context``: ``data_root``, ``device``, ``fetch_data``); a disabled one when the config
+    has no ``fid`` group."""
+    if fid_cfg is None:
+        return FidEvaluator(extractor=registry.NONE, **context)
+    if "_target_" not in fid_cfg:  # a config saved before the group named its class
+        fid_cfg = OmegaConf.merge({"_target_": "gansweep.fid.FidEvaluator"}, fid_cfg)
+    return instantiate(fid_cfg, **context)
+
+
+def preflight(fid_cfg) -> None:
+    """``FidEvaluator.preflight`` from a ``fid`` config, before a device is chosen (the
+    sweep launcher's check): the extractor's weights exist and are verified."""
+    if fid_cfg is None or str(fid_cfg.extractor) == registry.NONE:
+        return
+    FidEvaluator(extractor=str(fid_cfg.extractor), cache_dir=fid_cfg.cache_dir,
+                 fetch=fid_cfg.fetch).preflight()

@@ -26,6 +26,7 @@ are compared squared (NVlabs' code does; the square root is monotone).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -35,6 +36,15 @@ import numpy as np
 LOWER_IS_BETTER = {"fid": True, "kid": True, "precision": False, "recall": False,
                    "density": False, "coverage": False}
 METRICS = tuple(LOWER_IS_BETTER)
+
+
+def is_better(value: float, best: float | None, lower: bool) -> bool:
+    """NaN is never better; anything finite beats no best yet."""
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None or not math.isfinite(best):
+        return True
+    return value < best if lower else value > best
 
 
 class MetricError(ValueError):

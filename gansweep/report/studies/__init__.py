@@ -2,10 +2,10 @@
 
 A run names its study in its config (``reference.study``, set by a preset such as
 ``conf/experiment/seed_standard.yaml``, and recorded in the run's ``summary.json``); the table
-(``gansweep.table``) loads the module of each study its rows name and lets it add columns,
+(``gansweep.report.table``) loads the module of each study its rows name and lets it add columns,
 ranks and findings. A sweep whose runs name no study gets the generic table only.
 
-A study module (``gansweep.studies.<name>``, or any importable dotted module path) provides:
+A study module (``gansweep.report.studies.<name>``, or any importable dotted module path) provides:
 
 * ``COLUMNS``: the per-job columns it adds, in display order (the full table);
 * ``COMPACT``: those of them shown in the compact table of table.html;
@@ -46,8 +46,8 @@ def study_name(config: dict | None) -> str | None:
 
 
 def load(name: str) -> ModuleType:
-    """The study module called ``name`` (gansweep.studies.<name>, else a dotted path)."""
-    candidates = [f"gansweep.studies.{name}"] if "." not in name else []
+    """The study module called ``name`` (gansweep.report.studies.<name>, else a dotted path)."""
+    candidates = [f"gansweep.report.studies.{name}"] if "." not in name else []
     candidates.append(name)
     for module_name in candidates:
         try:
@@ -59,8 +59,8 @@ def load(name: str) -> ModuleType:
         missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
         if missing:
             raise StudyError(f"reference.study={name}: module {module_name} lacks "
-                             f"{', '.join(missing)}. Fix: define them (see gansweep.studies)")
+                             f"{', '.join(missing)}. Fix: define them (see gansweep.report.studies)")
         return module
-    raise StudyError(f"reference.study={name}: no module gansweep.studies.{name} or {name}. "
+    raise StudyError(f"reference.study={name}: no module gansweep.report.studies.{name} or {name}. "
                      "Fix: name a module under gansweep/studies/ (e.g. keras2018) or an "
                      "importable dotted path")

@@ -7,14 +7,14 @@ Works on any sweep dir, finished or not: a job's status comes from its summary.j
 for a job whose process died without a word (resumable), ``missing`` for a job dir
 without a summary. Writes, into the (first) dir: ``table.csv``, ``table.md`` (sample grids
 linked), ``table.html`` (self-contained report: ranking chart, compact table, every column
-one click away; ``gansweep.render``), ``montage.png`` (final grids side by side, labelled),
+one click away; ``gansweep.report.render``), ``montage.png`` (final grids side by side, labelled),
 ``ranking.png`` and each job's ``curves.png``. Rows that differ only in seed are grouped
-(``gansweep.grouping``: mean, std, n, 95% Student-t interval per metric, ranks with ties):
+(``gansweep.report.grouping``: mean, std, n, 95% Student-t interval per metric, ranks with ties):
 ``table_groups.csv``, the first section of ``table.md``/``table.html`` when some setting has
 several seeds, and the sweep's
-``curves_<metric>.png`` and ``precision_recall.png`` (``gansweep.plots``).
-The rows come from ``gansweep.table``; runs that name a published study
-(``reference.study``) get its columns and findings (``gansweep.studies``).
+``curves_<metric>.png`` and ``precision_recall_<extractor>.png`` (``gansweep.report.plots``).
+The rows come from ``gansweep.report.table``; runs that name a published study
+(``reference.study``) get its columns and findings (``gansweep.report.studies``).
 Runs automatically at the end of every multirun (``AggregateCallback``).
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from gansweep import grouping, plots, render
-from gansweep.studies import StudyError
-from gansweep.table import collect, findings, frame_studies, primary_metric
+from gansweep.report import grouping, plots, render
+from gansweep.report.studies import StudyError
+from gansweep.report.table import collect, findings, frame_studies, primary_metric
 
 __all__ = ["aggregate", "collect", "primary_metric", "AggregateCallback", "main"]
 

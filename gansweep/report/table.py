@@ -9,7 +9,7 @@ which every launch into the dir rewrites.
 
 Nothing here knows a particular published study: runs that name one
 (``reference.study``) get its columns, ranks and findings from its plug-in module
-(``gansweep.studies``).
+(``gansweep.report.studies``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from gansweep import grouping, studies
+from gansweep.fid import registry
+from gansweep.report import grouping, studies
 
 # Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.mixtures).
 MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform")
@@ -197,13 +198,13 @@ def frame_studies(frame: pd.DataFrame) -> list:
 
 # ----------------------------------------------------------------------------- analysis
 def primary_metric(frame: pd.DataFrame) -> str | None:
-    """The FID the ranking uses: Inception (the field's metric) when present, else LeNet,
-    else the first FID column with a value."""
-    columns = [c for c in frame.columns if c.startswith("fid_") and frame[c].notna().any()]
-    for preferred in ("fid_inception", "fid_lenet"):
-        if preferred in columns:
-            return preferred
-    return columns[0] if columns else None
+    """The FID the ranking uses: of the FID columns with a value, one whose extractor gives
+    FIDs comparable with published ones (the registry's ``published``: Inception) first,
+    then the other registered ones, then the first of the rest."""
+    extractors = [c[len("fid_"):] for c in frame.columns
+                  if c.startswith("fid_") and frame[c].notna().any()]
+    ranked = registry.published_first(extractors)
+    return f"fid_{ranked[0]}" if ranked else None
 
 
 def add_rank(frame: pd.DataFrame, metric: str | None) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from gansweep import grouping
-from gansweep.grouping import lower_is_better
+from gansweep.report import grouping
+from gansweep.report.grouping import lower_is_better
 
 
 def _plt():
@@ -88,7 +88,7 @@ def metric_curves(groups: pd.DataFrame, metrics: list[str], out_dir: Path) -> li
 
 
 def precision_recall(groups: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """precision_recall.png: one point per group per extractor, 95% intervals as bars."""
+    """precision_recall_<extractor>.png: one point per group, 95% intervals as bars."""
     plt = _plt()
     written = []
     for column in [c for c in groups.columns if c.startswith("precision_") and
@@ -111,8 +111,7 @@ def precision_recall(groups: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        name = "precision_recall.png" if extractor == "lenet" else \
-            f"precision_recall_{extractor}.png"
+        name = f"precision_recall_{extractor}.png"
         fig.savefig(out_dir / name, dpi=80)
         plt.close(fig)
         written.append(out_dir / name)

