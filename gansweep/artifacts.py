@@ -133,6 +133,18 @@ def truncate_metrics(path: Path, step: int) -> None:
     atomic_write(path, lambda handle: handle.write("".join(kept).encode()))
 
 
+def last_row(path: Path) -> dict[str, Any] | None:
+    """The last complete row of a metrics.jsonl (None if there is none)."""
+    if not path.exists():
+        return None
+    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue  # a torn last line from a crash mid-write
+    return None
+
+
 class OutputDirError(RuntimeError):
     """The run's output dir cannot be written."""
 

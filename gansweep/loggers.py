@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 # counters, not measurements: they are the step axis, never a curve of their own
 COUNTERS = ("epoch", "batch", "step")
@@ -45,9 +47,6 @@ class Logger:
 
     def close(self) -> None:
         """Flush and release files; called once training stops, also on errors."""
-
-
-NullLogger = Logger  # logger=none: metrics.jsonl and summary.json only
 
 
 def scalars(row: Mapping[str, Any], skip=COUNTERS) -> dict[str, float]:
@@ -89,7 +88,7 @@ class LoggerGroup(Logger):
 class TensorBoardLogger(Logger):
     def __init__(self, run_dir: Path, config: dict | None = None, flush_secs: int = 30,
                  subdir: str = "tensorboard"):
-        try:
+        try:  # tensorboard is optional (gansweep[tensorboard]): imported by the logger that needs it
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:  # torch raises ImportError when tensorboard is missing
             raise ImportError(
@@ -173,9 +172,6 @@ def build_logger(cfg, run_dir: Path, config: dict | None = None) -> Logger:
 
     ``cfg`` maps each logger's name to its config (``_target_`` plus its settings);
     ``config`` is the run's resolved config as plain containers (MLflow logs it as params)."""
-    from hydra.utils import instantiate
-    from omegaconf import DictConfig, OmegaConf
-
     if cfg is None:
         return Logger()
     if not isinstance(cfg, (DictConfig, Mapping)):

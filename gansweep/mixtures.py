@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from gansweep.data import Dataset
 from gansweep.kernels import plummer, squared_distances
 
 
@@ -63,8 +64,6 @@ class MixtureDataset:
 
     def load(self, seed: int):
         """The fixed training set of ``size`` points, drawn with the run's seed."""
-        from gansweep.data import Dataset
-
         generator = torch.Generator().manual_seed(seed)
         x, modes = self.mixture.sample(self.size, generator)
         return Dataset(x, modes, f"{self.name}:seed={seed}:n={self.size}")
@@ -149,6 +148,8 @@ class Scatter:
 def scatter(real: torch.Tensor, fake: torch.Tensor, path: Path, mixture: Mixture,
             kernel=None, step: int = 0, title: str = "") -> Path:
     """Real vs generated points; the kernel potential as background for a Coulomb GAN."""
+    # matplotlib loads with the first picture (a run that draws none never pays for it),
+    # with the Agg backend chosen before pyplot
     import matplotlib
 
     matplotlib.use("Agg")

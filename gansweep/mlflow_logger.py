@@ -24,6 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import to_absolute_path
+
 from gansweep.loggers import Logger, scalars
 
 log = logging.getLogger(__name__)
@@ -49,8 +54,6 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 def absolute_uri(uri: str) -> tuple[str, Path | None]:
     """A ``sqlite:///relative/path`` URI made absolute against the launch dir (Hydra's
     original cwd), its folder created; other URIs unchanged. Returns (uri, database path)."""
-    from hydra.utils import to_absolute_path
-
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
         return uri, None
@@ -61,9 +64,6 @@ def absolute_uri(uri: str) -> tuple[str, Path | None]:
 
 def sweep_dir() -> str | None:
     """The multirun's sweep dir when this job is part of one (None for a single run)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     return str(HydraConfig.get().sweep.dir)
@@ -75,15 +75,12 @@ class MlflowLogger(Logger):
                  artifact_location: str = "outputs/mlartifacts",
                  experiment: str | None = None, run_name: str | None = None,
                  flush_secs: float = 30):
-        try:
+        try:  # mlflow is optional (gansweep[tracking]): it loads with this logger only
             from mlflow import MlflowClient
         except ImportError as exc:
             raise ImportError(
                 "logger=mlflow needs the mlflow package. Fix: pip install 'gansweep[tracking]' "
                 "(or run without logger=mlflow).") from exc
-        from filelock import FileLock
-        from hydra.utils import to_absolute_path
-
         self.run_dir = Path(run_dir)
         self.flush_secs = flush_secs
         self.tracking_uri, db = absolute_uri(tracking_uri)
@@ -125,7 +122,7 @@ class MlflowLogger(Logger):
             return None
         if saved.get("tracking_uri") != self.tracking_uri:
             return None
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # optional package: see __init__
 
         try:
             run = self.client.get_run(saved["run_id"])
@@ -139,7 +136,7 @@ class MlflowLogger(Logger):
     def _log_params(self, params: dict[str, str]) -> None:
         """MLflow refuses to change a param: a resumed run keeps its first values (a longer
         trainer.epochs, say) and says which differ."""
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # optional package: see __init__
 
         old = self.client.get_run(self.run_id).data.params
         changed = sorted(k for k, v in params.items() if k in old and old[k] != v)
@@ -151,7 +148,7 @@ class MlflowLogger(Logger):
             self.client.log_batch(self.run_id, params=new)
 
     def log_scalars(self, row, step):
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # optional package: see __init__
 
         now = int(time.time() * 1000)
         self.pending += [Metric(k, v, now, step) for k, v in scalars(row).items()]
@@ -178,7 +175,7 @@ class MlflowLogger(Logger):
         self.client.log_image(self.run_id, array, key=tag, step=step)
 
     def log_summary(self, summary):
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric, RunTag  # optional package: see __init__
 
         self.flush(wait=True)
         step = int(summary.get("batches_done") or 0)

@@ -13,6 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import nn
 
 from gansweep import onednn
@@ -328,8 +329,6 @@ class MLPGAN(GAN):
 
 def build_models(cfg) -> tuple[nn.Module, nn.Module]:
     """(generator, discriminator) of a ``model`` config (any ``_target_``)."""
-    from hydra.utils import instantiate
-
     gan = instantiate(cfg)
     return gan.generator, gan.discriminator
 

@@ -84,9 +84,3 @@ class CoulombGAN:
     def eps(self, step: int) -> float:
         return self.kernel.eps(step)
 
-
-def build_objective(gan_cfg):
-    """The objective a ``gan_type`` config names (``_target_``), its kernel built with it."""
-    from hydra.utils import instantiate
-
-    return instantiate(gan_cfg)

@@ -70,11 +70,3 @@ class KerasAdam(torch.optim.Optimizer):
         self.iterations = int(state_dict.pop("iterations"))
         super().load_state_dict(state_dict)
 
-
-def build_optimizers(cfg, generator, discriminator):
-    """(D optimiser, G optimiser): one per compiled Keras model, each with its own counter.
-    ``cfg.d`` and ``cfg.g`` name the optimiser class with ``_target_`` and ``_partial_: true``
-    (the parameters come at run time), so any torch optimiser can take their place."""
-    from hydra.utils import instantiate
-
-    return instantiate(cfg.d)(discriminator.parameters()), instantiate(cfg.g)(generator.parameters())

@@ -9,7 +9,9 @@ dirs ``<num>_<name>_<config hash>``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -33,10 +35,42 @@ def _job_id(*, _root_) -> str:
     return identity_hash(_root_)
 
 
+# what a relaunch may change and still continue the same sweep: the epoch budget (its jobs
+# extend the finished shorter runs beside them) and how runs are scored
+CONTINUING = ("trainer.epochs", "fid")
+
+
+def override_key(override: str) -> str:
+    """``+fid.num_samples=500`` -> ``fid.num_samples``; ``fid=inception`` -> ``fid``."""
+    return override.split("=", 1)[0].lstrip("~+")
+
+
+def sweep_name(overrides) -> str:
+    """A sweep dir's name from the command's overrides (the sweep's own, before they are
+    expanded into jobs): those a relaunch may change (``CONTINUING``) left out, the rest
+    sorted, as a readable prefix (80 characters at most) and 8 hex digits of their hash."""
+    kept = sorted(str(o) for o in overrides
+                  if not any(override_key(str(o)) == key or override_key(str(o)).startswith(key + ".")
+                             for key in CONTINUING))
+    digest = hashlib.sha256("\n".join(kept).encode()).hexdigest()[:8]
+    return f"{safe_dirname('_'.join(kept) or 'defaults')[:80]}_{digest}"
+
+
+# The sweep dir is named once, in the launching process, from the sweep's overrides: every
+# job's config is composed again with that job's own overrides (seed=1, not seed=0,1,2),
+# so Preflight publishes the name here, where the jobs' processes inherit it.
+SWEEP_NAME_ENV = "GANSWEEP_SWEEP_NAME"
+
+
+def _sweep_name(*, _root_) -> str:
+    return os.environ.get(SWEEP_NAME_ENV) or sweep_name(_root_.hydra.overrides.task)
+
+
 # conf/train.yaml: job dirs are <num>_<name>_<hash of the job's identity>, so a relaunch
 # with changed settings never lands in (or skips as done) another configuration's dir.
 OmegaConf.register_new_resolver("gansweep.dirname", safe_dirname, replace=True)
 OmegaConf.register_new_resolver("gansweep.job_id", _job_id, replace=True)
+OmegaConf.register_new_resolver("gansweep.sweep_name", _sweep_name, replace=True)
 
 # the multirun in progress in this process (for its table when it is interrupted)
 ACTIVE: dict[str, Path] = {}
@@ -56,8 +90,8 @@ def _is_optuna(config: DictConfig) -> bool:
 
 class Preflight(Callback):
     """Hydra callback: checks that need no training, once per launch, before any job runs:
-    the output dir is writable, the Inception weights are present and verified when
-    ``fid=inception``, an Optuna search has an objective (not ``fid=none``); an Optuna study
+    the output dir is writable, the FID extractor's weights are present and verified, an
+    Optuna search has an objective (not ``fid=none``); an Optuna study
     in SQLite is held by one launch at a time, and trials an interrupted launch left RUNNING
     are marked FAIL."""
 
@@ -69,6 +103,7 @@ class Preflight(Callback):
         self._check_assets(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        os.environ[SWEEP_NAME_ENV] = sweep_name(config.hydra.overrides.task)
         sweep_dir = Path(config.hydra.sweep.dir)
         _check_output_dir(sweep_dir, "hydra.sweep.dir")
         ACTIVE["sweep_dir"] = sweep_dir
@@ -81,6 +116,7 @@ class Preflight(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         ACTIVE.pop("sweep_dir", None)
+        os.environ.pop(SWEEP_NAME_ENV, None)
         if self.sweep_lock is not None:
             self.sweep_lock.release()
 
@@ -107,7 +143,7 @@ class Preflight(Callback):
 def fail_stale_trials(storage: str, study_name: str) -> int:
     """Mark FAIL the trials a killed launch left RUNNING (this launch holds the study's lock,
     so no other process is running them); returns how many."""
-    import optuna
+    import optuna  # optional (gansweep[scale]): only an Optuna sweep with a study gets here
 
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)

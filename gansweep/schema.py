@@ -336,6 +336,7 @@ class TrainerConfig(Checked):
     checkpoint_every: Optional[int] = MISSING  # batches; null = none by count
     checkpoint_minutes: Optional[float] = MISSING  # wall clock; null = none by time
     resume: Resume = MISSING
+    extend_from: Optional[str] = MISSING
     device: str = MISSING  # auto | cpu | cuda | cuda:N (checked below)
     tf32: bool = MISSING  # TF32 matmuls/convolutions on CUDA (faster, not float32)
     deterministic: bool = MISSING  # deterministic CUDA kernels (slower); else cuDNN autotunes
@@ -364,6 +365,7 @@ class TrainerConfig(Checked):
 class TensorBoardLoggerConfig:
     _target_: str = MISSING
     flush_secs: int = MISSING
+    subdir: str = MISSING
 
 
 @dataclass

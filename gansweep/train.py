@@ -22,16 +22,21 @@ import sys
 import traceback
 from pathlib import Path
 
+from importlib.resources import files
+
 import hydra
 import torch
+from hydra import initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gansweep import artifacts, schema  # noqa: F401 - schema registers the config schemas
+from gansweep.checkpoint import ResumeError
 from gansweep.device import job_device, warn_if_gpu_hidden
 from gansweep.preflight import ACTIVE  # also registers the job-dir resolvers
-from gansweep.checkpoint import ResumeError
+from gansweep.report.aggregate import aggregate
 from gansweep.signals import Interrupted
 from gansweep.trainer import run
 
@@ -116,8 +121,6 @@ def _table_of_interrupted_sweep() -> None:
     sweep_dir = ACTIVE.pop("sweep_dir", None)
     if sweep_dir is None or not sweep_dir.is_dir():
         return
-    from gansweep.report.aggregate import aggregate
-
     try:
         aggregate([sweep_dir], echo=False)
         print(f"table of the jobs so far: {sweep_dir / 'table.md'}", file=sys.stderr)
@@ -143,19 +146,15 @@ table.{md,html,csv} in the sweep dir (gansweep-table rebuilds it). README.md has
 def app_help() -> str:
     """``--help``: the app's groups and options (not the schemas Hydra keeps beside them),
     and the experiment presets with their first comment line."""
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from importlib.resources import files
-
     lines = [USAGE, "Config groups (group=option; * marks the default):"]
     with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         defaults = loader.load_configuration("train", overrides=[], run_mode=RunMode.RUN)
         choices = defaults.hydra.runtime.choices
         for group in sorted(loader.list_groups("")):
-            if group in ("hydra", "experiment"):
+            if group in ("hydra", "experiment", "schema"):  # schema: types, not options
                 continue
-            options = [o for o in loader.get_group_options(group) if not o.startswith("_")]
+            options = loader.get_group_options(group)
             marked = [f"{o}*" if choices.get(group) == o else o for o in options]
             lines.append(f"  {group:<15} {', '.join(marked)}")
     lines += ["", "Presets (+experiment=NAME):"]

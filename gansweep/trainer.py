@@ -11,6 +11,7 @@ transfer), where step times are taken too (``StepClock``).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gansweep import artifacts, checkpoint, schema, summary
+from gansweep import artifacts, checkpoint, extend, schema, summary
 from gansweep.checkpoint import Counters, Diverged
 from gansweep.device import (StepClock, configure_backends, isolated_rng, memory_report,
                              precision, resolve_device, select, train_autocast)
@@ -133,6 +134,9 @@ class Run:
             wall_seconds=round(self.counters.seconds, 3), device=str(self.device),
             precision=self.precision, deterministic=bool(self.cfg.trainer.deterministic),
             seed=self.cfg.seed, **memory_report(self.device), **extra)
+        record = self.dirs.root / extend.RECORD  # which shorter run this one continues
+        if record.exists():
+            entries["extended_from"] = json.loads(record.read_text())
         artifacts.write_json(entries, self.dirs.summary)
         if status != "running" and hasattr(self, "logger"):
             self.logger.log_summary(entries)
@@ -217,6 +221,7 @@ class Run:
             artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
         c = self.counters
         metrics = artifacts.MetricsLog(self.dirs.metrics)
+        self._catch_up_evaluation(metrics)
         self.logger = build_logger(self.cfg.get("logger"), self.dirs.root,
                                    config=plain_config(self.cfg))
         progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
@@ -262,6 +267,22 @@ class Run:
             final_sample=str(final.relative_to(self.dirs.root)),
             seconds_per_step_median=(statistics.median(self.step_times)
                                      if self.step_times else None))
+
+    def _catch_up_evaluation(self, metrics: artifacts.MetricsLog) -> None:
+        """A finished run continued to a larger budget (gansweep.extend) evaluated its last
+        epoch into summary.json only; a run trained to the larger budget from the start
+        logged that evaluation as a metrics.jsonl row and let it compete for best.pt. Do the
+        same now, from the same G (evaluation is seeded: the same numbers)."""
+        c, last = self.counters, artifacts.last_row(self.dirs.metrics)
+        if (c.batch or not c.epoch or last is None or "d_loss" not in last
+                or last.get("step") != c.step - 1
+                or not self.evaluator.due(c.epoch, self.cfg.trainer.epochs)):
+            return
+        row = {"epoch": c.epoch - 1, "step": c.step - 1, **self.evaluator.row(self.evaluate())}
+        metrics.write(row)
+        if self.best and self.best["epoch"] == row["epoch"]:
+            self.best = None  # that best was the final evaluation's: this row replaces it
+        self.update_best(row, row["epoch"])
 
     def _checkpoint_due(self, batch: int) -> bool:
         """At every epoch start (the previous epoch's end), every ``checkpoint_every``
@@ -354,4 +375,5 @@ def run(cfg: DictConfig, out_dir: Path | str) -> dict:
         if done is not None:
             log.info("%s already finished this config (summary.json status ok); skipping", out_dir)
             return done
+        extend.prepare(cfg, out_dir)  # a finished shorter run of this config: continue it
         return Run(cfg, out_dir).train()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks in one go (about 10 minutes on one modern GPU; never run yet: written on a
-# CPU-only machine). Run from the repository root after `make setup` and `make data`:
+# The GPU checks in one go (about 10 minutes on one modern GPU; written on a CPU-only
+# machine, not yet run on a GPU). Run from the repository root after `make setup` and
+# `make data`:
 #
 #     scripts/gpu_check.sh [OUT_DIR]          # default outputs/gpu_check/<time>
 #     SEED_MINUTES=20 scripts/gpu_check.sh    # a longer capped seed_standard run

@@ -1,16 +1,20 @@
 """Helpers the tests import (``from tests.helpers import ...``): composing the config as
-Hydra would, and a user's `gansweep-train -m` on a tiny real sweep. Fixtures live in
-conftest.py."""
+Hydra would, a user's `gansweep-train -m` on a tiny real sweep, and hand-written job dirs for
+the table's tests. Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,3 +41,38 @@ def sweep(mnist_root: Path, sweep_dir: Path, *overrides: str,
            *CHEAP_FID, *overrides]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=sweep_dir.parent,
                           timeout=timeout)
+
+
+def has_plugin(name: str) -> bool:
+    """Whether the Hydra plugin ``hydra_plugins.<name>`` is installed."""
+    try:
+        __import__(f"hydra_plugins.{name}")
+        return True
+    except ImportError:
+        return False
+
+
+def write_job(sweep: Path, name: str, overrides: list[str], config: dict,
+              summary: dict | None, metrics: int = 3) -> Path:
+    """A job dir as a sweep leaves it: .hydra/overrides.yaml and config.yaml, summary.json
+    (none when ``summary`` is None), ``metrics`` rows of metrics.jsonl and a grey
+    samples/final.png."""
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra/overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra/config.yaml").write_text(yaml.safe_dump(config))
+    if summary is not None:
+        (job / "summary.json").write_text(json.dumps(summary))
+    rows = [{"epoch": 0, "batch": i, "step": i, "d_loss": 1.0 / (i + 1), "g_loss": 0.5,
+             "eps": 1.0, "lr_d": 1e-3, "lr_g": 1e-3, "seconds": i} for i in range(metrics)]
+    (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (job / "samples").mkdir()
+    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(job / "samples/final.png")
+    return job
+
+
+def seed_config(name: str, gan: str, eps: float, seed_fid_inception: float, row: str) -> dict:
+    """The parts of a seed preset's composed config the table reads."""
+    return {"name": name, "gan_type": {"name": gan}, "kernel": {"eps": eps},
+            "optimizer": {"d": {"lr": 1e-3, "decay": 1e-3}, "g": {"lr": 1e-4, "decay": 1e-3}},
+            "trainer": {"epochs": 100}, "reference": {"row": row, "fid": seed_fid_inception}}

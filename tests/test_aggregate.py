@@ -5,72 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
 
-from tests.helpers import sweep as run_sweep
 from gansweep.report import aggregate
-
-
-def _job(sweep: Path, name: str, overrides: list[str], config: dict, summary: dict | None,
-         metrics: int = 3) -> Path:
-    job = sweep / name
-    (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra/overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (job / ".hydra/config.yaml").write_text(yaml.safe_dump(config))
-    if summary is not None:
-        (job / "summary.json").write_text(json.dumps(summary))
-    rows = [{"epoch": 0, "batch": i, "step": i, "d_loss": 1.0 / (i + 1), "g_loss": 0.5,
-             "eps": 1.0, "lr_d": 1e-3, "lr_g": 1e-3, "seconds": i} for i in range(metrics)]
-    (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (job / "samples").mkdir()
-    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(job / "samples/final.png")
-    return job
-
-
-def _config(name, gan, eps, seed_fid_inception, row):
-    return {"name": name, "gan_type": {"name": gan}, "kernel": {"eps": eps},
-            "optimizer": {"d": {"lr": 1e-3, "decay": 1e-3}, "g": {"lr": 1e-4, "decay": 1e-3}},
-            "trainer": {"epochs": 100}, "reference": {"row": row, "fid": seed_fid_inception}}
-
-
-@pytest.fixture
-def synthetic_sweep(tmp_path):
-    sweep = tmp_path / "sweep"
-    ok = {"status": "ok", "epochs_done": 100, "batches_done": 46800, "wall_seconds": 10.0,
-          "final_sample": "samples/final.png"}
-    _job(sweep, "0_seed_standard", ["+experiment=seed_standard"],
-         _config("seed_standard", "standard", 1.0, 14.66, "Standard GAN"),
-         {**ok, "name": "seed_standard", "gan_type": "standard", "fid_lenet": 3.0})
-    _job(sweep, "1_seed_coulomb_1", ["+experiment=seed_coulomb_1"],
-         _config("seed_coulomb_1", "coulomb", 1.0, 52.32, "Coulomb No.1"),
-         {**ok, "name": "seed_coulomb_1", "gan_type": "coulomb", "fid_lenet": 20.0})
-    _job(sweep, "2_seed_coulomb_2", ["+experiment=seed_coulomb_2"],
-         _config("seed_coulomb_2", "coulomb", 1.0, 90.82, "Coulomb No.2"),
-         {"status": "failed", "name": "seed_coulomb_2", "gan_type": "coulomb",
-          "error": "ConfigError: kernel.eps=0.0 is not allowed"})
-    _job(sweep, "3_seed_coulomb_3", ["+experiment=seed_coulomb_3"],
-         _config("seed_coulomb_3", "coulomb", 1.0, 106.5, "Coulomb No.3"),
-         {"status": "diverged", "name": "seed_coulomb_3", "gan_type": "coulomb",
-          "error": "non-finite loss at epoch 3, batch 7", "epochs_done": 3,
-          "last_sample": "samples/final.png"})
-    _job(sweep, "4_seed_coulomb_4", ["+experiment=seed_coulomb_4"],
-         _config("seed_coulomb_4", "coulomb", 0.1, 108.0, "Coulomb No.4"),
-         {"status": "running", "name": "seed_coulomb_4", "gan_type": "coulomb",
-          "pid": os.getpid(), "host": socket.gethostname(), "epochs_done": 1})
-    _job(sweep, "5_seed_coulomb_5", ["+experiment=seed_coulomb_5"],
-         _config("seed_coulomb_5", "coulomb", 10.0, 118.4, "Coulomb No.5"), None)
-    _job(sweep, "6_seed_coulomb_6", ["+experiment=seed_coulomb_6"],
-         _config("seed_coulomb_6", "coulomb", 1.0, 149.9, "Coulomb No.6"),
-         {"status": "running", "name": "seed_coulomb_6", "gan_type": "coulomb",
-          "pid": 2**22 + 12345, "host": socket.gethostname()})
-    return sweep
+from tests.helpers import compose_config, has_plugin, write_job
+from tests.helpers import sweep as run_sweep
 
 
 @pytest.mark.slow
@@ -131,16 +74,8 @@ def test_real_tiny_multirun_builds_the_table(mnist_root, tmp_path):
     assert (sweep / "table.html").exists() and (sweep / "montage.png").exists()
 
 
-def _plugin(name):
-    try:
-        __import__(f"hydra_plugins.{name}")
-        return True
-    except ImportError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _plugin("hydra_joblib_launcher"), reason="pip install 'gansweep[scale]'")
+@pytest.mark.skipif(not has_plugin("hydra_joblib_launcher"), reason="pip install 'gansweep[scale]'")
 def test_joblib_launcher_runs_two_jobs_in_parallel_with_divided_threads(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(mnist_root, sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -157,7 +92,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_with_divided_threads(mnist_ro
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _plugin("hydra_submitit_launcher"), reason="pip install 'gansweep[scale]'")
+@pytest.mark.skipif(not has_plugin("hydra_submitit_launcher"), reason="pip install 'gansweep[scale]'")
 def test_submitit_local_launcher_path(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(mnist_root, sweep, "hydra/launcher=submitit_local",
@@ -172,7 +107,6 @@ def test_submitit_local_launcher_path(mnist_root, tmp_path):
 @pytest.mark.slow
 def test_tensorboard_logger_writes_events(tiny_overrides, tmp_path):
     pytest.importorskip("tensorboard")
-    from tests.helpers import compose_config
     from gansweep.trainer import run
     run(compose_config([*tiny_overrides, "logger=tensorboard"]), tmp_path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
@@ -193,7 +127,7 @@ def test_optuna_preset_composes(mnist_root):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _plugin("hydra_optuna_sweeper"), reason="pip install 'gansweep[scale]'")
+@pytest.mark.skipif(not has_plugin("hydra_optuna_sweeper"), reason="pip install 'gansweep[scale]'")
 def test_optuna_search_runs_two_trials_minimising_fid(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(mnist_root, sweep, "hparams_search=coulomb_optuna",
@@ -222,7 +156,7 @@ def _plain_job(sweep: Path, number: int, lr: float, fid: float | None, reference
         summary["error"] = "RuntimeError: boom"
     else:
         summary["fid_lenet"] = fid
-    return _job(sweep, f"{number}_mine", [f"optimizer.d.lr={lr}"], config, summary)
+    return write_job(sweep, f"{number}_mine", [f"optimizer.d.lr={lr}"], config, summary)
 
 
 @pytest.mark.slow
@@ -320,8 +254,6 @@ def test_keras2018_findings_count_presets_not_runs_when_presets_repeat():
 
 
 def test_seed_presets_name_their_study_and_row():
-    from tests.helpers import compose_config
-
     for preset, row in (("seed_standard", "Standard GAN"), ("seed_coulomb_5", "Coulomb No.5")):
         cfg = compose_config([f"+experiment={preset}"])
         assert dict(cfg.reference) == {"study": "keras2018", "row": row}

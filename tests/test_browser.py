@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from gansweep.report import aggregate
 from tests.helpers import REPO
 from tests.helpers import sweep as run_sweep
-from tests.test_grouping import seeded_sweep  # noqa: F401 - fixture: 3 settings x seeds, failures
 
 CHROMEDRIVER = "/usr/bin/chromedriver"  # Debian's; selenium's own download cannot work offline
 INSTALL = ("apt-get update && apt-get install -y chromium chromium-driver && "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from tests.helpers import compose_config
@@ -144,3 +145,131 @@ def test_the_compose_api_works_with_nothing_imported_first():
                           timeout=120, cwd="/")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["gansweep.objectives.CoulombGAN", "1.0"]
+
+
+# ----------------------------------------------------------------------------- one source
+def _shipped_options():
+    """(group, option, its YAML as written, the schema it names or None) for every option
+    under conf/ (experiment presets and the root config aside)."""
+    from hydra.core.config_store import ConfigStore
+
+    from tests.helpers import REPO
+
+    repo = ConfigStore.instance().repo["schema"]
+    for path in sorted((REPO / "conf").glob("*/*.yaml")):
+        group = path.parent.name
+        if group in ("experiment", "hparams_search"):
+            continue
+        raw = OmegaConf.load(path)
+        schema = None
+        for entry in raw.get("defaults", []):
+            if isinstance(entry, str) and entry.startswith("/schema/"):
+                sub, name = entry[len("/schema/"):].split("@")[0].split("/")
+                schema = repo[sub][f"{name}.yaml"].node
+        yield group, path.stem, raw, schema
+
+
+def _leaves(node, prefix=""):
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            yield from _leaves(child, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", child
+
+
+def _raw_value(raw: DictConfig, dotted: str):
+    """The value a YAML writes for a dotted key, unresolved (``${kernel}`` stays as text)."""
+    node = raw
+    for part in dotted.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return MISSING
+        node = node._get_node(part)
+    return node._value() if not isinstance(node, DictConfig) else node
+
+
+def test_schemas_type_and_check_but_hold_no_values():
+    """Every value lives in the YAML: a schema field with a value would be a second default
+    that can disagree with the option's (the impl and checkpoint-cadence bugs)."""
+    valued = []
+    for group, option, raw, schema in _shipped_options():
+        if schema is None:
+            continue
+        for key, node in _leaves(schema):
+            if not node._is_missing() and not key.startswith("_"):  # _target_, _partial_
+                valued.append(f"schema of {group}/{option}: {key}={node._value()!r}")
+    assert not valued, "move these values into the YAML:\n" + "\n".join(sorted(set(valued)))
+
+
+def test_no_value_is_defined_twice_with_two_values():
+    """A key the schema and the option's YAML both set must have one value. The YAML sets
+    every key of its schema (no value falls through to a schema default)."""
+    clashes, unset = [], []
+    for group, option, raw, schema in _shipped_options():
+        if schema is None:
+            continue
+        for key, node in _leaves(schema):
+            mine = _raw_value(raw, key)
+            if mine is MISSING:
+                unset.append(f"{group}/{option}: {key}")
+            elif not node._is_missing() and str(node._value()) != str(mine):
+                clashes.append(f"{group}/{option}: {key} = {node._value()!r} and {mine!r}")
+    assert not clashes, "\n".join(clashes)
+    # options built on another option (trainer=quick on full, fid=inception on lenet) inherit
+    inherit = {o for g, o, raw, _ in _shipped_options() for e in raw.get("defaults", [])
+               if isinstance(e, str) and not e.startswith(("/", "_"))}
+    assert not [u for u in unset if u.split(":")[0].split("/")[1] not in inherit], unset
+
+
+# what the run passes at build time, beside the config (gansweep.fid.evaluator.build_evaluator,
+# gansweep.loggers.build_logger)
+CONTEXT = {"gansweep.fid.FidEvaluator": {"data_root", "device", "fetch_data"},
+           "gansweep.loggers.CsvLogger": {"run_dir", "config"},
+           "gansweep.loggers.TensorBoardLogger": {"run_dir", "config"},
+           "gansweep.mlflow_logger.MlflowLogger": {"run_dir", "config"}}
+
+
+@pytest.mark.parametrize("overrides", [[], ["+experiment=seed_coulomb_1", "noise=normal"],
+                                       ["+experiment=mixture_coulomb"],
+                                       ["logger=many_loggers"], ["fid=inception"]],
+                         ids=["default", "coulomb", "mixture", "loggers", "inception"])
+def test_classes_take_every_value_from_the_config(overrides):
+    """A class built by ``_target_`` gets each parameter it has a default for from the
+    config (or the run's context), so a constructor default that differs from the YAML (as
+    KerasAdam's beta_1=0.9, Keras' signature, beside the seed's 0.5) never decides a run."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    cfg = compose_config(overrides)
+    missing = []
+
+    def visit(node, where):
+        if isinstance(node, DictConfig) and not node._is_none():
+            if "_target_" in node:
+                target = get_object(str(node._target_))
+                params = inspect.signature(target).parameters
+                given = set(node) | CONTEXT.get(str(node._target_), set())
+                missing.extend(f"{where} ({node._target_}): {name}" for name, p in params.items()
+                               if p.default is not inspect.Parameter.empty and name not in given
+                               and p.kind is not inspect.Parameter.VAR_KEYWORD)
+            for key in node:
+                child = node._get_node(key)
+                if isinstance(child, DictConfig):
+                    visit(child, f"{where}.{key}" if where else str(key))
+
+    visit(cfg, "")
+    assert not missing, "set these in the YAML:\n" + "\n".join(missing)
+
+
+def test_schemas_never_show_as_options():
+    """Hydra lists a group's options when one is missing; the schemas are stored outside the
+    groups (schema/<group>/<option>), so only real options are offered."""
+    with pytest.raises(ConfigCompositionException) as refused:
+        compose_config(["model=nonexistent"])
+    offered = str(refused.value).split("Available options in 'model':")[1].split("Config")[0]
+    assert offered.split() == ["dcgan_mnist", "mlp"]
+    from gansweep.train import app_help
+
+    groups = app_help().split("Config groups")[1].split("Presets")[0]
+    assert "schema" not in groups and "dcgan_mnist*, mlp" in groups

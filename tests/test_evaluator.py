@@ -135,7 +135,7 @@ def test_fid_precision_bf16_is_for_inception_and_named_in_identity():
 
     with pytest.raises(ConfigError, match=r"fid.precision='bf16'.*the lenet extractor has fp32.*fid=inception"):
         check(compose_config(["fid.precision=bf16"]))  # lenet has no bf16 variant
-    with pytest.raises(ValueError, match="only inception has a bf16 variant. Fix"):
+    with pytest.raises(ValueError, match="with extractor 'lenet': it has fp32. Fix: fid.precision=fp32, or fid=inception"):
         load_extractor("lenet", precision="bf16")
     fp32 = compose_config(["fid=inception"])
     bf16 = compose_config(["fid=inception", "fid.precision=bf16"])

@@ -1,5 +1,6 @@
-"""README "Extending": a model and a GAN type defined outside the package, one class and one
-YAML each, selected on the command line, train end to end and are recorded as such."""
+"""A model, a GAN type and a feature extractor defined outside the package (README,
+"Extending"), one class and one YAML each, selected on the command line, train and score end
+to end and are recorded as such."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.helpers import REPO, compose_config
+from tests.helpers import CHEAP_FID, REPO, compose_config
 
 EXAMPLE = REPO / "examples" / "extending"
 
@@ -56,3 +57,39 @@ def test_every_builtin_group_option_names_its_class():
     objective = instantiate(coulomb.gan_type)
     assert type(objective.kernel).__name__ == "PlummerKernel" and objective.kernel.eps(0) == 1.0
 
+
+
+@pytest.mark.slow
+def test_a_users_own_feature_extractor_scores_a_run(tmp_path, mnist_root):
+    """fid=pixels (examples/extending/conf/fid/pixels.yaml names my_features.PixelFeatures):
+    every metric is computed on its features, named after it, with its own reference cache."""
+    env = {**os.environ, "GANSWEEP_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "gansweep.train", "--config-dir", str(EXAMPLE / "conf"),
+           "+experiment=seed_standard", "fid=pixels", "trainer=smoke", "trainer.device=cpu",
+           "trainer.batch_size=32", f"dataset.root={mnist_root}", "dataset.limit=512",
+           *CHEAP_FID, f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "ok"
+    assert {f"{m}_pixels" for m in ("fid", "kid", "precision", "recall", "density",
+                                     "coverage")} <= set(summary)
+    assert summary["fid_pixels"] > 0 and summary["objective_metric"] == "fid_pixels"
+    assert summary["fid"]["weights"] == "avgpool7x7"
+    assert any("pixels_avgpool7x7" in p.name for p in (tmp_path / "cache" / "stats").iterdir())
+
+
+def test_a_users_extractor_is_checked_like_a_builtin(monkeypatch):
+    """The registry answers for a class path as for a built-in name: its dimension bounds
+    fid.num_samples, and a path that is no extractor is refused with the choices."""
+    from gansweep.fid import registry
+    from gansweep.schema import ConfigError, check
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    assert registry.info("my_features.PixelFeatures").dim == 49
+    with pytest.raises(ConfigError, match="fid.num_samples=40.*must be > 49, the pixels"):
+        check(compose_config(["fid.extractor=my_features.PixelFeatures", "fid.num_samples=40"]))
+    with pytest.raises(ConfigError, match="fid.extractor='my_gans.SpectralMLPGAN'.*is not a "
+                                          "feature extractor: use one of inception, lenet"):
+        check(compose_config(["fid.extractor=my_gans.SpectralMLPGAN"]))

@@ -1,6 +1,5 @@
 """What only a GPU can prove: these run where CUDA is available and are skipped elsewhere
-(marker ``gpu``; ``scripts/gpu_check.sh`` runs them with the rest of the GPU checks).
-Written and run on CPU-only machines so far: never executed on a GPU yet."""
+(marker ``gpu``; ``scripts/gpu_check.sh`` runs them with the rest of the GPU checks)."""
 
 from __future__ import annotations
 
@@ -9,11 +8,12 @@ import json
 import pytest
 import torch
 
-from tests.helpers import compose_config
 from gansweep import step
-from gansweep.step import train_step
+from gansweep.models import FastDiscriminator, FastGenerator
 from gansweep.signals import Interrupted
+from gansweep.step import train_step
 from gansweep.trainer import Run
+from tests.helpers import compose_config
 
 pytestmark = pytest.mark.gpu
 
@@ -26,13 +26,18 @@ def _on_cuda(overrides):
 
 @pytest.mark.parametrize("impl", ["reference", "fast"])
 def test_a_cuda_step_never_synchronises(tiny_overrides, tmp_path, impl):
-    """torch's sync debug mode raises on any device->host synchronisation in the step."""
-    r = Run(_on_cuda([*tiny_overrides, *COULOMB, f"model.impl={impl}"]), tmp_path)
+    """torch's sync debug mode raises on any device->host synchronisation in the step, for
+    either implementation of G and D. The potential is the matrix-product one in both cases
+    (``kernel.impl`` would follow ``model.impl``): the reference potential's boolean-mask
+    indexing synchronises by design (``gansweep.kernels.plummer_potential``)."""
+    r = Run(_on_cuda([*tiny_overrides, *COULOMB, f"model.impl={impl}", "kernel.impl=fast"]),
+            tmp_path)
+    assert isinstance(r.g, FastGenerator) == (impl == "fast")
+    assert isinstance(r.d, FastDiscriminator) == (impl == "fast")
+    assert r.objective.kernel.impl == "fast"
     real = r.data[:32]
     train_step(r.parts, real, r.noise, 0)  # warm-up: lazy initialisation may sync
     torch.cuda.synchronize()
-    if impl == "reference":  # its potential's boolean masks synchronise (nonzero)
-        pytest.skip("the reference potential is not sync-free by design")
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(2):

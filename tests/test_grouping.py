@@ -9,7 +9,6 @@ import math
 import pandas as pd
 import pytest
 from scipy import stats
-from tests.test_aggregate import _config, _job
 
 from gansweep.report import aggregate, grouping
 
@@ -24,41 +23,6 @@ def test_interval_by_hand():
     assert one["n"] == 1 and one["mean"] == 5.0 and math.isnan(one["std"]) \
         and math.isnan(one["ci_low"])
     assert grouping.interval([])["n"] == 0
-
-
-@pytest.fixture
-def seeded_sweep(tmp_path):
-    """Setting A (lr 1e-3): seeds 0,1,2 ok. Setting B (lr 1e-4): seed 0 ok, seed 1 failed,
-    seed 2 diverged. Setting C (lr 1e-5): seeds 0,1 ok, far worse than A."""
-    sweep = tmp_path / "sweep"
-    values = {"1e-3": [10.0, 12.0, 11.0], "1e-4": [11.5], "1e-5": [40.0, 42.0]}
-    number = 0
-    for lr, fids in values.items():
-        for seed in range(3):
-            if lr == "1e-5" and seed == 2:
-                continue
-            config = _config("seed_standard", "standard", 1.0, 14.66, "Standard GAN")
-            config["optimizer"]["d"]["lr"] = float(lr)
-            config["seed"] = seed
-            summary = {"status": "ok", "name": "seed_standard", "gan_type": "standard",
-                       "epochs_done": 2, "batches_done": 4, "wall_seconds": 1.0}
-            if seed < len(fids):
-                summary.update({"fid_lenet": fids[seed], "recall_lenet": 0.1 * (seed + 1),
-                                "precision_lenet": 0.5})
-            elif seed == 1:
-                summary = {"status": "failed", "error": "RuntimeError: boom",
-                           "name": "seed_standard", "gan_type": "standard"}
-            else:
-                summary = {"status": "diverged", "error": "non-finite loss",
-                           "name": "seed_standard", "gan_type": "standard", "epochs_done": 1}
-            job = _job(sweep, f"{number}_seed_standard",
-                       [f"optimizer.d.lr={lr}", f"seed={seed}"], config, summary)
-            if summary["status"] == "ok":  # an every_epochs curve: epoch 0, then the final
-                with open(job / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps({"epoch": 0, "step": 1, "fid_lenet": fids[seed] + 5,
-                                        "recall_lenet": 0.05}) + "\n")
-            number += 1
-    return sweep
 
 
 def test_groups_over_seeds_with_failures_and_single_seed(seeded_sweep):
@@ -110,10 +74,6 @@ def test_table_writes_groups_per_seed_rows_and_plots(seeded_sweep):
 def test_one_seed_per_setting_gets_no_over_seeds_section(tmp_path):
     """Without a seed axis every interval is unknown: table.md lists the runs, not n=1 'groups'
     that all tie (table_groups.csv is still written)."""
-    import json
-
-    from gansweep.report import aggregate
-
     sweep = tmp_path / "sweep"
     for num, eps in enumerate((0.5, 1.0)):
         job = sweep / f"{num}_coulomb"

@@ -124,7 +124,8 @@ def test_keras_release_moving_variance_rule_by_hand(release, dense, conv):
     assert _first_step_ratio(release, "bn3") == pytest.approx(conv, abs=2e-6)
 
 
-def test_keras_2_1_4_dense_factor_is_the_issue_figure():
+def test_keras_2_1_4_dense_factor_for_a_batch_of_128():
+    """1.007882 in docs/fidelity.md's table of moving-variance factors."""
     assert 128 / (128 - 1.001) == pytest.approx(1.00788, abs=1e-5)
     assert moving_variance_factor("keras214", 128, 1e-3) == 128 / 126.999
     assert moving_variance_factor("biased", 128, 1e-3) == 1.0
@@ -207,10 +208,56 @@ def test_discriminator_dropout_is_inverted_and_only_in_training():
     assert torch.allclose(h["x"][kept], 2 * pre[kept], atol=1e-5)  # scaled by 1 / (1 - 0.5)
 
 
-def test_leaky_relu_slope_and_flatten_order():
+def test_leaky_relu_slope():
     d = Discriminator()
     assert d.leaky_slope == 0.2
-    assert d.fc1.in_features == 128 * 5 * 5
+
+
+class _Fixed(torch.nn.Module):
+    """Stands in for D's second conv: returns ``out`` whatever its input."""
+
+    def __init__(self, out: torch.Tensor):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_flatten_feeds_the_dense_layer_in_channels_first_order(impl):
+    """Keras 2.1's Flatten reshapes the channels_first (N, 128, 5, 5) activations as stored,
+    so Dense(256)'s input k is the value at channel k // 25, row k // 5 % 5, column k % 5
+    (docs/fidelity.md, row 3). The conv output here holds 1 + its own (C, H, W) index
+    (+ 3200 for the second sample), so the Dense input must be 1, 2, ..., 6400 in order; an
+    (H, W, C) flatten would give 1, 26, 51, ... instead. The activations are stored
+    channels_last (the fast D's layout), so flattening the memory order would show too."""
+    _, d = build_models(compose_config([f"model.impl={impl}"]).model)
+    d.eval()  # no dropout
+    values = torch.arange(1, 2 * 3200 + 1, dtype=torch.float32)  # positive: LeakyReLU keeps them
+    d.conv2 = _Fixed(values.view(2, 128, 5, 5).contiguous(memory_format=torch.channels_last))
+    seen = []
+    dense = type(d).dense
+
+    def recording_dense(x, layer):
+        seen.append((layer, x.detach().clone()))
+        return dense(x, layer)
+
+    d.dense = recording_dense
+    assert d(torch.zeros(2, 1, 28, 28)).shape == (2, 1)
+    (layer, dense_input), _ = seen  # fc1, then fc2
+    assert layer is d.fc1 and dense_input.shape == (2, 3200)
+    assert torch.equal(dense_input, values.view(2, 3200))
+    c, y, x = 3, 1, 4  # one Dense unit that reads a single activation, end to end
+    with torch.no_grad():
+        d.fc1.weight.zero_()
+        d.fc1.bias.zero_()
+        d.fc1.weight[0, c * 25 + y * 5 + x] = 1.0
+        d.fc2.weight.zero_()
+        d.fc2.weight[0, 0] = 1.0
+        d.fc2.bias.zero_()
+    expected = values.view(2, 128, 5, 5)[:, c, y, x]
+    assert torch.equal(d(torch.zeros(2, 1, 28, 28)).squeeze(1), expected)
 
 
 def test_keras_batchnorm_zero_debiased_moving_averages():

@@ -1,10 +1,11 @@
-"""Reliability II (issue 10): results are attributed only to the config that produced them,
-no code runs from a data file, no races on shared files, failures show at launch."""
+"""Results are attributed only to the config that produced them (job dirs, the table,
+pinned run dirs), no code runs from a checkpoint file, processes do not race on shared files
+(the FID reference cache, a run dir), and settings or files that cannot work fail at launch
+with one clear line."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,18 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from tests.helpers import CHEAP_FID, compose_config
-from tests.helpers import sweep as run_sweep
 from gansweep import artifacts
+from gansweep.checkpoint import ResumeError
 from gansweep.fid import cache as fid_cache, extractors as fid_extractors
 from gansweep.report import aggregate
-from gansweep.checkpoint import ResumeError
-from gansweep.trainer import run
 from gansweep.schema import ConfigError
-
-from tests.test_aggregate import _config, _job, _plugin
+from gansweep.trainer import run
+from tests.helpers import CHEAP_FID, compose_config, has_plugin, seed_config, write_job
+from tests.helpers import sweep as run_sweep
 
 
 def _summary(job: Path) -> dict:
@@ -103,13 +101,13 @@ def test_a_pinned_dir_holding_another_configs_finished_run_is_refused(tiny_overr
 
 
 def test_the_table_reads_settings_from_the_runs_own_record(tmp_path):
-    config = _config("seed_coulomb_1", "coulomb", 1.0, 52.32, "Coulomb No.1")
+    config = seed_config("seed_coulomb_1", "coulomb", 1.0, 52.32, "Coulomb No.1")
     relaunched = {**config, "kernel": {"eps": 5.0}}  # what a later launch wrote into .hydra/
-    _job(tmp_path / "sweep", "0_seed_coulomb_1", ["kernel.eps=5"], relaunched,
-         {"status": "ok", "name": "seed_coulomb_1", "gan_type": "coulomb", "fid_lenet": 20.0,
-          "config": config})
-    _job(tmp_path / "sweep", "1_seed_coulomb_1", ["kernel.eps=2"],
-         {**config, "kernel": {"eps": 2.0}}, None)
+    write_job(tmp_path / "sweep", "0_seed_coulomb_1", ["kernel.eps=5"], relaunched,
+              {"status": "ok", "name": "seed_coulomb_1", "gan_type": "coulomb",
+               "fid_lenet": 20.0, "config": config})
+    write_job(tmp_path / "sweep", "1_seed_coulomb_1", ["kernel.eps=2"],
+              {**config, "kernel": {"eps": 2.0}}, None)
     frame = aggregate.collect([tmp_path / "sweep"])
     assert list(frame["eps0"]) == [1.0, 2.0]
     assert list(frame["param:kernel.eps"]) == ["1", "2"]
@@ -215,7 +213,7 @@ def test_missing_inception_weights_fail_before_training(tiny_overrides, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _plugin("hydra_optuna_sweeper"), reason="pip install 'gansweep[scale]'")
+@pytest.mark.skipif(not has_plugin("hydra_optuna_sweeper"), reason="pip install 'gansweep[scale]'")
 def test_an_optuna_search_without_fid_is_refused_at_launch(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(mnist_root, sweep, "hparams_search=coulomb_optuna", "fid=none",
@@ -301,7 +299,7 @@ def test_an_unwritable_run_dir_is_one_line_at_launch(tmp_path):
 
 # ----------------------------------------------------------------------------- 5. Optuna
 @pytest.mark.slow
-@pytest.mark.skipif(not _plugin("hydra_optuna_sweeper"), reason="pip install 'gansweep[scale]'")
+@pytest.mark.skipif(not has_plugin("hydra_optuna_sweeper"), reason="pip install 'gansweep[scale]'")
 def test_an_optuna_study_resumes_from_its_sqlite_file(mnist_root, tmp_path):
     import optuna
 
@@ -333,10 +331,10 @@ def test_seed_fid_and_rank_only_beside_the_seed_presets_settings(tmp_path):
     ok = {"status": "ok", "gan_type": "coulomb", "epochs_done": 100, "batches_done": 46800}
     settings = {"d_lr": 1e-3, "d_decay": 1e-3, "g_lr": 1e-4, "g_decay": 1e-3, "eps0": 1.0}
     for num, eps in enumerate((1.0, 5.0, 10.0)):
-        config = _config("seed_coulomb_1", "coulomb", eps, 52.32, "Coulomb No.1")
+        config = seed_config("seed_coulomb_1", "coulomb", eps, 52.32, "Coulomb No.1")
         config["reference"]["settings"] = settings
-        _job(sweep, f"{num}_seed_coulomb_1", [f"kernel.eps={eps}"], config,
-             {**ok, "name": "seed_coulomb_1", "fid_lenet": 20.0 + num, "config": config})
+        write_job(sweep, f"{num}_seed_coulomb_1", [f"kernel.eps={eps}"], config,
+                  {**ok, "name": "seed_coulomb_1", "fid_lenet": 20.0 + num, "config": config})
     frame = aggregate.aggregate([sweep], echo=False)
     assert frame.loc[0, "seed_fid_inception"] == 52.32 and frame.loc[0, "vs_seed"] == "seed settings"
     assert frame.loc[1:, "seed_fid_inception"].isna().all()
@@ -385,7 +383,3 @@ def test_an_unwritable_dataset_root_names_the_setting(tiny_overrides, tmp_path):
     with pytest.raises(Exception, match=r"not writable.*Fix: point dataset\.root") as info:
         run(cfg, tmp_path / "run")
     assert "npm" not in str(info.value)
-
-
-# fixtures shared with test_aggregate
-from tests.test_aggregate import synthetic_sweep  # noqa: E402,F401

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
+import signal
 
+import pytest
 import torch
 
-from tests.helpers import compose_config
-from gansweep import step
+from gansweep import step, trainer
+from gansweep.signals import Interrupted
 from gansweep.trainer import Run, run
+from tests.helpers import compose_config
 
 
 def make_run(overrides, tmp_path, extra=()):
@@ -108,13 +109,87 @@ def test_run_writes_metrics_summary_samples_checkpoint(tiny_overrides, tmp_path)
     assert state["opt_d"]["iterations"] == 4 and state["opt_g"]["iterations"] == 4
 
 
-def test_each_epoch_reshuffles_and_drops_the_partial_batch(tiny_overrides, tmp_path):
-    r = make_run(tiny_overrides, tmp_path, ["trainer.max_batches_per_epoch=null",
-                                            "trainer.batch_size=100"])
-    assert r.batches_per_epoch == 5  # 512 // 100
-    first = torch.randperm(512, generator=r.generator, device=r.device)
-    second = torch.randperm(512, generator=r.generator, device=r.device)
-    assert not torch.equal(first, second)
+# 20 images in batches of 8: 2 batches an epoch, the last 4 images of each shuffle unused;
+# the FID after every epoch shows that evaluation leaves the shuffle stream alone
+SHUFFLE = ["dataset.limit=20", "trainer.batch_size=8", "trainer.max_batches_per_epoch=null",
+           "trainer.epochs=3", "trainer.checkpoint_every=null", "trainer.sample_every=1000",
+           "fid.every_epochs=1", "fid.metrics=[fid]", "+experiment=seed_coulomb_1"]
+
+
+def _record_batches(monkeypatch, runs: list, batches: list, stop_at_step: int | None = None):
+    """Wrap the loop's train_step: append (epoch, batch, real images, noise draws) of every
+    step of the newest Run in ``runs``; after step ``stop_at_step`` ask the run to stop, as
+    SIGTERM does (it stops at the next batch boundary with a checkpoint)."""
+    real_train_step = trainer.train_step
+
+    def recording(parts, real, noise, step_):
+        r, draws = runs[-1], []
+
+        def counted():
+            draws.append(None)
+            return noise()
+
+        out = real_train_step(parts, real, counted, step_)
+        batches.append((r.counters.epoch, r.counters.batch, real.clone(), len(draws)))
+        if r.counters.step == stop_at_step:
+            r.stop_signal = signal.SIGTERM
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", recording)
+
+
+def _seed_shuffle(r: Run, epochs: int) -> list[tuple[int, int, torch.Tensor]]:
+    """The batches a run must see, computed apart from the loop: one generator seeded with
+    the run's seed feeds, in order, a fresh randperm of the training images at each epoch's
+    start and the step's two noise batches (fakes, then the G step) after each batch; the
+    images after the last full batch of a permutation are dropped."""
+    generator = torch.Generator(r.device).manual_seed(r.cfg.seed)
+    size = r.cfg.trainer.batch_size
+    expected = []
+    for epoch in range(epochs):
+        perm = torch.randperm(len(r.data), generator=generator, device=r.device)
+        for batch in range(len(r.data) // size):
+            expected.append((epoch, batch, r.data[perm[batch * size:(batch + 1) * size]]))
+            for _ in range(2):
+                r.noise_source(size, r.latent_dim, generator, r.device)
+    return expected
+
+
+def _assert_batches(seen, expected):
+    assert [(e, b) for e, b, *_ in seen] == [(e, b) for e, b, _ in expected]
+    assert all(draws == 2 for *_, draws in seen)
+    for (epoch, batch, real, _), (_, _, want) in zip(seen, expected):
+        same = torch.equal(real, want)
+        assert same, f"epoch {epoch}, batch {batch}: not the batch of the seed's shuffle"
+
+
+def test_each_epoch_trains_on_a_fresh_shuffle_from_the_runs_generator(tiny_overrides, tmp_path,
+                                                                      monkeypatch):
+    runs, seen = [], []
+    _record_batches(monkeypatch, runs, seen)
+    runs.append(make_run(tiny_overrides, tmp_path, SHUFFLE))
+    r = runs[0]
+    assert r.batches_per_epoch == 2  # 20 // 8: the partial batch is dropped
+    assert r.train()["status"] == "ok"
+    expected = _seed_shuffle(r, epochs=3)
+    _assert_batches(seen, expected)
+    # each epoch: 16 distinct images, in another order than the epoch before
+    epochs = [torch.cat([real for e, _, real, _ in seen if e == epoch]) for epoch in range(3)]
+    for images in epochs:
+        assert len(torch.unique(images.flatten(1), dim=0)) == 16
+    assert not torch.equal(epochs[0], epochs[1]) and not torch.equal(epochs[1], epochs[2])
+
+
+def test_a_resume_mid_epoch_keeps_that_epochs_shuffle(tiny_overrides, tmp_path, monkeypatch):
+    runs, seen = [], []
+    _record_batches(monkeypatch, runs, seen, stop_at_step=2)  # after epoch 1's batch 0
+    runs.append(make_run(tiny_overrides, tmp_path, SHUFFLE))
+    with pytest.raises(Interrupted):
+        runs[0].train()
+    assert [(e, b) for e, b, *_ in seen] == [(0, 0), (0, 1), (1, 0)]
+    runs.append(make_run(tiny_overrides, tmp_path, SHUFFLE))  # relaunched on the same dir
+    assert runs[1].train()["status"] == "ok"
+    _assert_batches(seen, _seed_shuffle(runs[1], epochs=3))  # epoch 1 goes on with batch 1
 
 
 def test_uniform_noise_range(tiny_overrides, tmp_path):

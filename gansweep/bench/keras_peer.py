@@ -35,7 +35,7 @@ def import_tensorflow(threads: int | None = None):
     TF creates its thread pools, i.e. before the first op). A clear ImportError if missing."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # grappler's harmless remapper notes
-    try:
+    try:  # TensorFlow is optional (gansweep[keras-peer]): loaded by the peer alone
         import tensorflow as tf
     except ImportError as error:
         raise ImportError(f"the Keras peer needs TensorFlow ({error}); {INSTALL_HINT}") from None
@@ -51,7 +51,7 @@ def import_tensorflow(threads: int | None = None):
 def framework_version() -> str:
     """e.g. 'Keras 3.13.1 / TF 2.21.0' (imports TensorFlow)."""
     tf = import_tensorflow()
-    import keras
+    import keras  # Keras 3 comes with TensorFlow, which import_tensorflow configured
 
     return f"Keras {keras.__version__} / TF {tf.__version__}"
 
@@ -129,7 +129,7 @@ class KerasPeer:
         if gan_type not in ("standard", "coulomb"):
             raise ValueError(f"gan_type={gan_type!r}: the Keras peer knows standard and coulomb")
         tf = import_tensorflow(threads)
-        import keras
+        import keras  # Keras 3 comes with TensorFlow, which import_tensorflow configured
 
         self.tf, self.keras = tf, keras
         self.gan_type, self.batch = gan_type, batch_size

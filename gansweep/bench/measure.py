@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra import compose as hydra_compose, initialize_config_module
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from gansweep import artifacts
+from gansweep.bench import keras_peer
 from gansweep.data import load_mnist
 from gansweep.device import sync
 from gansweep.fid import frechet, metrics, registry
@@ -100,7 +102,8 @@ class Stepper:
 
 
 class PeerStepper:
-    """The seed's step in a peer framework (``gansweep.bench.keras_peer``) for a composed config, fed
+    """The seed's step in a peer framework (``gansweep.bench.keras_peer``) for a composed
+    config, fed
     the same kind of real batches as ``Stepper`` (random MNIST images of the run's data)."""
 
     def __init__(self, name: str, cfg, run):
@@ -108,10 +111,8 @@ class PeerStepper:
             raise ValueError(f"--peer {name}: the one peer is keras")
         if run.device.type != "cpu":
             raise ValueError("--peer keras times TensorFlow on the CPU; use --device cpu")
-        from gansweep.bench import keras_peer as peer
-
-        self.framework = peer.framework_version()
-        self.peer = peer.from_config(cfg, threads=torch.get_num_threads())
+        self.framework = keras_peer.framework_version()
+        self.peer = keras_peer.from_config(cfg, threads=torch.get_num_threads())
         self.data = run.data.cpu().permute(0, 2, 3, 1).contiguous().numpy()  # channels_last
         self.generator = torch.Generator().manual_seed(int(cfg.seed))
         self.batch = int(cfg.trainer.batch_size)
@@ -152,9 +153,7 @@ def gemm_peaks(device: torch.device, n: int, precision: str = "fp32") -> dict:
         return {"torch bf16": matmul_peak_gflops(device, n, dtype=torch.bfloat16)}
     peaks = {"torch": matmul_peak_gflops(device, n)}
     if device.type == "cpu" and tensorflow_importable():
-        from gansweep.bench.keras_peer import tf_matmul_peak_gflops
-
-        peaks["tensorflow"] = tf_matmul_peak_gflops(n, threads=torch.get_num_threads())
+        peaks["tensorflow"] = keras_peer.tf_matmul_peak_gflops(n, threads=torch.get_num_threads())
     return peaks
 
 
@@ -252,8 +251,6 @@ def profile_ops(stepper: Stepper, steps: int, top: int) -> dict:
     name and input shapes (so G's and D's convolutions are apart), sorted by self time.
     Rows give milliseconds and calls per step and the share of the profiled self time
     (the profiler's own overhead included, a few percent)."""
-    from torch.profiler import ProfilerActivity, profile
-
     activities = [ProfilerActivity.CPU]
     if stepper.run.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)

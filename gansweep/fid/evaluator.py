@@ -58,7 +58,7 @@ class FidEvaluator:
     device. ``extractor="none"`` gives a disabled evaluator: nothing due, no metrics."""
 
     # what the trainer's generator callable draws: G in chunks of 500 on noise seeded by the
-    # run's seed + 2 (another stream than the final grid's seed + 1), as since FID landed
+    # run's seed + 2 (another stream than the final grid's seed + 1)
     seed_offset, sample_batch = 2, 500
 
     def __init__(self, extractor: str = "lenet", num_samples: int = 3000,

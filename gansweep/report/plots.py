@@ -21,6 +21,8 @@ from gansweep.report.grouping import lower_is_better
 
 
 def _plt():
+    # on first use: the Agg backend is chosen before pyplot loads, and a table that draws
+    # nothing never loads matplotlib
     import matplotlib
 
     matplotlib.use("Agg")

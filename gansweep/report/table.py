@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 
 from gansweep.fid import registry
 from gansweep.report import grouping, studies
@@ -86,9 +88,6 @@ def fmt(value: Any) -> str:
 def _recorded_overrides(job: Path, recorded: dict | None) -> dict[str, Any]:
     """The job's overridden keys with the values its run recorded (summary.json's config);
     the override text only for keys that are not config values (e.g. +experiment)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
     items = [str(item) for item in _read_yaml(job / ".hydra" / "overrides.yaml") or []]
     try:  # Hydra's own grammar: quoting, lists, +/~/++ prefixes are read as Hydra read them
         overrides = OverridesParser.create().parse_overrides(items)

@@ -1,0 +1,143 @@
+"""Budget extension: a job asked for more epochs than a finished run of the same configuration
+continues that run instead of training from step 0.
+
+Nothing a trajectory depends on changes with the budget: Keras' ``decay`` and the eps
+half-life follow the step count, the shuffle and the noise come from the run's own generator
+and evaluation never draws from the training streams. So the first E epochs of a longer run
+are the E epochs already trained, and continuing the shorter run's ``checkpoints/last.pt``
+gives the same numbers as training the longer budget from the start (tests/test_extend.py).
+A setting that made a schedule depend on the total budget would resolve ``trainer.epochs``
+into the fingerprint (e.g. ``total_steps: ${trainer.epochs}``): the two runs then differ in
+more than the budget and are never matched.
+
+The donor is a finished run (``status: ok``) beside the new job (the same sweep dir, or the
+same parent dir of single runs), or the dir named by ``trainer.extend_from``, whose identity
+equals the job's in everything but ``trainer.epochs`` and which trained fewer epochs. Its
+files are linked into the job's dir (every file a run rewrites is replaced atomically, so the
+donor's copy is never touched; ``metrics.jsonl``, which grows in place, is copied) and the
+run resumes from them. The donor stays as it was: its results remain readable at their budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from gansweep import artifacts
+from gansweep.checkpoint import ResumeError, refuse_dir
+from gansweep.identity import differing, identity
+
+log = logging.getLogger(__name__)
+
+BUDGET = "trainer.epochs"
+RECORD = "extended_from.json"  # in the job dir: which run it continues, at what budget
+
+
+def budget_free(ident: dict) -> dict:
+    return {k: v for k, v in ident.items() if k != BUDGET}
+
+
+def _finished(run_dir: Path) -> dict | None:
+    dirs = artifacts.RunDir(run_dir)
+    if not dirs.checkpoint.is_file():
+        return None
+    try:
+        summary = json.loads(dirs.summary.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("status") == "ok" else None
+
+
+def find_donor(cfg: DictConfig, out_dir: Path) -> tuple[Path, dict] | None:
+    """The finished run with the most epochs below ``trainer.epochs`` whose identity is this
+    job's but for the budget, among ``out_dir``'s siblings (None if there is none)."""
+    want, epochs = budget_free(identity(cfg)), int(cfg.trainer.epochs)
+    found = None
+    for sibling in sorted(out_dir.parent.iterdir()) if out_dir.parent.is_dir() else ():
+        if sibling == out_dir or not sibling.is_dir():
+            continue
+        summary = _finished(sibling)
+        if summary is None or budget_free(summary.get("identity") or {}) != want:
+            continue
+        done = int(summary.get("epochs_done", 0))
+        if done < epochs and (found is None or done > found[1]["epochs_done"]):
+            found = (sibling, summary)
+    return found
+
+
+def explicit_donor(cfg: DictConfig, donor: Path, out_dir: Path) -> tuple[Path, dict]:
+    """``trainer.extend_from``: that run, or a ResumeError that names what differs."""
+    summary = _finished(donor)
+    if summary is None:
+        raise refuse_dir(out_dir, f"no finished run to extend at trainer.extend_from={donor} "
+                                  "(it needs summary.json with status ok and "
+                                  "checkpoints/last.pt)")
+    mine, theirs = budget_free(identity(cfg)), budget_free(summary.get("identity") or {})
+    if mine != theirs:
+        keys = ", ".join(_differing_keys(mine, theirs))
+        raise _refuse(out_dir, donor, f"its configuration differs in: {keys}")
+    if int(summary["epochs_done"]) > int(cfg.trainer.epochs):
+        raise _refuse(out_dir, donor, f"it trained {summary['epochs_done']} epochs, more "
+                                      f"than trainer.epochs={cfg.trainer.epochs}")
+    return donor, summary
+
+
+def _differing_keys(mine: dict, theirs: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ, down to the leaves: ``kernel.eps_half_life``."""
+    keys = []
+    for key in differing(mine, theirs):
+        a, b = mine.get(key), theirs.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _differing_keys(a, b, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _refuse(out_dir: Path, donor: Path, why: str) -> ResumeError:
+    return ResumeError(f"cannot extend {donor} into {out_dir}: {why}. Fix: extend a run of "
+                       "the same configuration, or drop trainer.extend_from to train from "
+                       "step 0.")
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(source, target)
+
+
+def adopt(donor: Path, summary: dict, out_dir: Path) -> None:
+    """The donor's checkpoints, sample grids and metrics.jsonl into ``out_dir``, and a record
+    of where they came from. The donor's final grid is left: the run draws its own."""
+    src, dst = artifacts.RunDir(donor), artifacts.RunDir(out_dir)
+    for path in sorted((donor / "checkpoints").glob("*.pt")):
+        link_or_copy(path, out_dir / "checkpoints" / path.name)
+    for path in sorted(src.samples.glob("[0-9]*_[0-9]*.png")):
+        link_or_copy(path, dst.samples / path.name)
+    if src.metrics.exists():
+        shutil.copy2(src.metrics, dst.metrics)
+    artifacts.write_json({"run": str(donor.resolve()), "epochs": summary["epochs_done"],
+                          "batches": summary["batches_done"]}, out_dir / RECORD)
+    log.info("extending %s (%d epochs done) to %s", donor, summary["epochs_done"], out_dir)
+
+
+def prepare(cfg: DictConfig, out_dir: Path) -> Path | None:
+    """Before a job trains in an empty ``out_dir``: adopt a donor if there is one (or the one
+    ``trainer.extend_from`` names). Returns the donor's dir, or None (train from step 0)."""
+    if str(cfg.trainer.resume) == "never" or artifacts.RunDir(out_dir).checkpoint.exists():
+        return None
+    named = cfg.trainer.get("extend_from")
+    found = explicit_donor(cfg, Path(named), out_dir) if named else find_donor(cfg, out_dir)
+    if found is None:
+        return None
+    donor, summary = found
+    with artifacts.RunLock(donor):  # a donor being written now is not finished
+        adopt(donor, summary, out_dir)
+    return donor

@@ -1,0 +1,122 @@
+"""The package's import graph: no cycles, counting imports inside functions too (a cycle
+hidden in a function-level import still ties the modules together), and each such lazy
+import says why it is lazy. The torch-free side (the report package) stays torch-free."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGE = REPO / "gansweep"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def imports(path: Path, known: set[str]) -> list[tuple[str, int, bool]]:
+    """(gansweep module imported, line, inside a function) for every import in ``path``:
+    ``from a.b import c`` is ``a.b.c`` when that is a module, else ``a.b``."""
+    tree = ast.parse(path.read_text())
+    inside = {id(node) for fn in ast.walk(tree)
+              if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            targets = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known
+                       else node.module for alias in node.names]
+        else:
+            continue
+        found += [(t, node.lineno, id(node) in inside) for t in targets if t in known]
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: {t for t, _, _ in imports(path, set(mods)) if t != name}
+            for name, path in mods.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_even_through_function_level_imports():
+    edges = graph()
+    assert "gansweep.fid.evaluator" in edges["gansweep.trainer"]  # the graph sees imports
+    assert not cycles(edges), cycles(edges)
+
+
+def test_artifacts_is_a_leaf():
+    assert not graph()["gansweep.artifacts"]
+
+
+def test_every_lazy_import_says_why():
+    """An import inside a function keeps a command light or loads an optional package; a
+    comment on its line, or between its function's ``def`` and it, says which."""
+    silent = []
+    for name, path in modules().items():
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    before = lines[fn.lineno - 1:node.lineno]
+                    if not any("#" in line for line in before):
+                        silent.append(f"{path.relative_to(REPO)}:{node.lineno}: "
+                                      f"{lines[node.lineno - 1].strip()}")
+    assert not silent, "import at the top, or say why it is lazy:\n" + "\n".join(silent)
+
+
+def test_the_report_side_never_loads_torch():
+    done = subprocess.run([sys.executable, "-c", "import sys, gansweep.report.aggregate; "
+                           "print('torch' in sys.modules)"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
