@@ -3,16 +3,13 @@
 Hydra callback ``Preflight`` (conf/train.yaml): the output dir is writable, the FID
 extractor's weights are present and verified, an Optuna search has an objective;
 an Optuna study in SQLite is held by one launch at a time and trials that a killed launch
-left RUNNING are marked FAIL. Resolvers ``gansweep.dirname`` and ``gansweep.job_id`` name job
-dirs ``<num>_<name>_<config hash>``.
+left RUNNING are marked FAIL. The dirs' names come from gansweep.dirs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -20,57 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts
 from gansweep.fid import evaluator as fid_evaluator, registry
-from gansweep.identity import identity_hash
+from gansweep.dirs import SWEEP_NAME_ENV, sweep_name
 
 log = logging.getLogger(__name__)
 
-
-def safe_dirname(name) -> str:
-    """``name`` as one path component: a '/' would nest the job dir where the table and a
-    relaunch never look."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(name)).strip("-.") or "run"
-
-
-def _job_id(*, _root_) -> str:
-    return identity_hash(_root_)
-
-
-# what a relaunch may change and still continue the same sweep: the epoch budget (its jobs
-# extend the finished shorter runs beside them) and how runs are scored
-CONTINUING = ("trainer.epochs", "fid")
-
-
-def override_key(override: str) -> str:
-    """``+fid.num_samples=500`` -> ``fid.num_samples``; ``fid=inception`` -> ``fid``."""
-    return override.split("=", 1)[0].lstrip("~+")
-
-
-def sweep_name(overrides) -> str:
-    """A sweep dir's name from the command's overrides (the sweep's own, before they are
-    expanded into jobs): those a relaunch may change (``CONTINUING``) left out, the rest
-    sorted, as a readable prefix (80 characters at most) and 8 hex digits of their hash."""
-    kept = sorted(str(o) for o in overrides
-                  if not any(override_key(str(o)) == key or override_key(str(o)).startswith(key + ".")
-                             for key in CONTINUING))
-    digest = hashlib.sha256("\n".join(kept).encode()).hexdigest()[:8]
-    return f"{safe_dirname('_'.join(kept) or 'defaults')[:80]}_{digest}"
-
-
-# The sweep dir is named once, in the launching process, from the sweep's overrides: every
-# job's config is composed again with that job's own overrides (seed=1, not seed=0,1,2),
-# so Preflight publishes the name here, where the jobs' processes inherit it.
-SWEEP_NAME_ENV = "GANSWEEP_SWEEP_NAME"
-
-
-def _sweep_name(*, _root_) -> str:
-    return os.environ.get(SWEEP_NAME_ENV) or sweep_name(_root_.hydra.overrides.task)
-
-
-# conf/train.yaml: job dirs are <num>_<name>_<hash of the job's identity>, so a relaunch
-# with changed settings never lands in (or skips as done) another configuration's dir.
-OmegaConf.register_new_resolver("gansweep.dirname", safe_dirname, replace=True)
-OmegaConf.register_new_resolver("gansweep.job_id", _job_id, replace=True)
-OmegaConf.register_new_resolver("gansweep.sweep_name", _sweep_name, replace=True)
 
 # the multirun in progress in this process (for its table when it is interrupted)
 ACTIVE: dict[str, Path] = {}

@@ -32,10 +32,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gansweep import artifacts, schema  # noqa: F401 - schema registers the config schemas
+from gansweep import artifacts, dirs, schema  # noqa: F401 - the schemas and dir-name resolvers
 from gansweep.checkpoint import ResumeError
 from gansweep.device import job_device, warn_if_gpu_hidden
-from gansweep.preflight import ACTIVE  # also registers the job-dir resolvers
+from gansweep.preflight import ACTIVE
 from gansweep.report.aggregate import aggregate
 from gansweep.signals import Interrupted
 from gansweep.trainer import run

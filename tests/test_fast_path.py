@@ -1,4 +1,4 @@
-"""model.impl=fast is the same computation as model.impl=reference (README "Performance").
+"""model.impl=fast is the same computation as model.impl=reference (docs/performance.md).
 
 Float64 comparisons check the algebra tightly (differences ~1e-12); float32 comparisons
 check agreement to float32 rounding. No timing assertions here: `gansweep-bench` measures.

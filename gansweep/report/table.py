@@ -160,6 +160,7 @@ def job_row(job: Path) -> dict[str, Any]:
         if (key.startswith(("fid_", "floor_", "best_") + grouping.METRIC_PREFIXES)
                 or key in MIXTURE_METRICS) and isinstance(value, (int, float)):
             row[key] = value
+    row.update(rescored_columns(job, row))
     name = studies.study_name(cfg)
     if name:
         row["study"] = name
@@ -167,17 +168,42 @@ def job_row(job: Path) -> dict[str, Any]:
     return row
 
 
+def rescored_columns(job: Path, own: dict[str, Any]) -> dict[str, float]:
+    """Columns of the job's re-scored evaluations (``gansweep-eval``, ``<job>/evals/``): the
+    final G's metrics under their own names (``fid_inception``), the best G's as
+    ``best_<metric>``. A name the run's own evaluation or a second setting also gives gets
+    the settings' hash (``fid_lenet@1a2b3c4d``), so no number is shown under another's name."""
+    records = [r for r in (_read_json(p) for p in sorted((job / "evals").glob("*.json"))) if r]
+    names: dict[str, list[tuple[str, float]]] = {}
+    for record in records:
+        prefix = "best_" if record.get("which") == "best" else ""
+        for key, value in (record.get("values") or {}).items():
+            if isinstance(value, (int, float)) and not key.startswith("floor_"):
+                names.setdefault(prefix + key, []).append((record.get("hash", "?"), value))
+    out = {}
+    for name, found in names.items():
+        if len(found) == 1 and name not in own:
+            out[name] = found[0][1]
+        else:
+            out.update({f"{name}@{digest}": value for digest, value in found})
+    return out
+
+
 def collect(roots: list[Path]) -> pd.DataFrame:
     """One row per job under the roots; ``param:*`` columns for keys that vary; ranks."""
     jobs = [job for root in roots for job in find_jobs(Path(root))]
     rows = [job_row(job) for job in jobs]
-    overrides = [_recorded_overrides(job, (_read_json(job / "summary.json") or {}).get("config"))
-                 for job in jobs]
+    configs = [(_read_json(job / "summary.json") or {}).get("config") for job in jobs]
+    overrides = [_recorded_overrides(job, cfg) for job, cfg in zip(jobs, configs)]
     varying = sorted({k for o in overrides for k in o if not k.startswith("hydra.")
                       and len({o2.get(k) for o2 in overrides}) > 1})
-    for row, o in zip(rows, overrides):
+    for row, o, cfg in zip(rows, overrides, configs):
         for key in varying:
-            row[f"param:{key}"] = o.get(key)
+            # a job that did not override the key ran with its config's value: show that
+            recorded = select(cfg, key)
+            fallback = fmt(recorded) if recorded is not None and not isinstance(
+                recorded, (dict, list)) else None
+            row[f"param:{key}"] = o.get(key, fallback)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

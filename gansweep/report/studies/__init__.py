@@ -62,5 +62,5 @@ def load(name: str) -> ModuleType:
                              f"{', '.join(missing)}. Fix: define them (see gansweep.report.studies)")
         return module
     raise StudyError(f"reference.study={name}: no module gansweep.report.studies.{name} or {name}. "
-                     "Fix: name a module under gansweep/studies/ (e.g. keras2018) or an "
+                     "Fix: name a module under gansweep/report/studies/ (e.g. keras2018) or an "
                      "importable dotted path")

@@ -1,0 +1,66 @@
+"""The names of run and sweep dirs (conf/train.yaml's resolvers), from what they hold, so
+that the same command again lands in the same dir:
+
+- a run: ``outputs/runs/<name>_<hash of its identity>``;
+- a sweep: ``outputs/multirun/<the command's overrides>_<their hash>``, leaving out those a
+  relaunch may change and still continue the sweep (``CONTINUING``: the epoch budget, whose
+  jobs extend the shorter runs beside them, and the scoring);
+- a sweep's job: ``<job number>_<name>_<hash of its identity>``, so a relaunch with changed
+  settings never lands in (or skips as done) another configuration's dir.
+
+Importing this module registers the resolvers (gansweep.conf imports it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+from omegaconf import OmegaConf
+
+from gansweep.identity import identity_hash
+
+CONTINUING = ("trainer.epochs", "fid")
+# The sweep dir is named once, in the launching process, from the sweep's overrides: every
+# job's config is composed again with that job's own overrides (seed=1, not seed=0,1,2), so
+# gansweep.preflight publishes the name in this variable, which the jobs' processes inherit.
+SWEEP_NAME_ENV = "GANSWEEP_SWEEP_NAME"
+
+
+def safe_dirname(name) -> str:
+    """``name`` as one path component: a '/' would nest the job dir where the table and a
+    relaunch never look."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(name)).strip("-.") or "run"
+
+
+def _job_id(*, _root_) -> str:
+    return identity_hash(_root_)
+
+
+def override_key(override: str) -> str:
+    """``+fid.num_samples=500`` -> ``fid.num_samples``; ``fid=inception`` -> ``fid``."""
+    return override.split("=", 1)[0].lstrip("~+")
+
+
+def sweep_name(overrides) -> str:
+    """A sweep dir's name from the command's overrides (the sweep's own, before they are
+    expanded into jobs): those a relaunch may change (``CONTINUING``) left out, the rest
+    sorted, as a readable prefix (80 characters at most) and 8 hex digits of their hash."""
+    def continuing(override: str) -> bool:
+        key = override_key(override)
+        return any(key == k or key.startswith(k + ".") for k in CONTINUING)
+
+    kept = sorted(str(o) for o in overrides if not continuing(str(o)))
+    digest = hashlib.sha256("\n".join(kept).encode()).hexdigest()[:8]
+    return f"{safe_dirname('_'.join(kept) or 'defaults')[:80]}_{digest}"
+
+
+def _sweep_name(*, _root_) -> str:
+    return os.environ.get(SWEEP_NAME_ENV) or sweep_name(_root_.hydra.overrides.task)
+
+
+OmegaConf.register_new_resolver("gansweep.dirname", safe_dirname, replace=True)
+OmegaConf.register_new_resolver("gansweep.job_id", _job_id, replace=True)
+OmegaConf.register_new_resolver("gansweep.sweep_name", _sweep_name, replace=True)
+

@@ -1,0 +1,217 @@
+"""``gansweep-eval``: score finished runs again, with other evaluation settings, without
+training them again.
+
+    gansweep-eval outputs/multirun/<sweep> fid=inception          # the study's metric
+    gansweep-eval <run dir> fid.num_samples=10000 fid.metrics=[fid,kid]
+    gansweep-eval <sweep> <other sweep> fid=inception --which final
+
+For every finished run (``status: ok``) under the given dirs, the final G (``last.pt``) and
+the best G (``best.pt``) are rebuilt from the run's own config and scored by the evaluator
+the ``fid`` overrides compose (the options and keys of the ``fid`` group), on the samples
+the trainer would draw: noise seeded by the run's seed + the evaluator's offset, in the same
+chunks, so scoring a final G with the run's own settings reproduces its summary's numbers.
+Each result goes to ``<run>/evals/<final|best>_<extractor>_<hash>.json``, the hash being
+that of the evaluation settings (``fid`` as it enters a job's identity); the training record
+(summary.json, metrics.jsonl, checkpoints) is never written. A result already there is kept
+(``--force`` computes it again). The sweep's table is rebuilt with the new columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gansweep import artifacts, checkpoint
+from gansweep.device import configure_backends, isolated_rng, resolve_device
+from gansweep.fid.evaluator import FidEvaluator
+from gansweep.identity import NOT_IN_IDENTITY
+from gansweep.noise import sample_generator
+from gansweep.report.aggregate import aggregate
+from gansweep.report.table import find_jobs
+
+log = logging.getLogger(__name__)
+
+EVALS = "evals"
+WHICH = {"final": "last.pt", "best": "best.pt"}
+
+
+class RescoreError(RuntimeError):
+    """A run that cannot be scored (no G, another kind of dataset); the message says why."""
+
+
+def eval_settings(fid_cfg: DictConfig) -> dict:
+    """The settings that decide the numbers (``fid`` as in a job's identity)."""
+    settings = OmegaConf.to_container(fid_cfg, resolve=True)
+    for key in NOT_IN_IDENTITY["fid"]:
+        settings.pop(key, None)
+    return json.loads(json.dumps(settings, default=str))
+
+
+def settings_hash(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def compose_fid(overrides: list[str]) -> DictConfig:
+    """The ``fid`` group as ``gansweep-train`` would compose it with these overrides."""
+    outside = [o for o in overrides if not o.lstrip("+~").startswith("fid")]
+    if outside:
+        raise SystemExit(f"error: gansweep-eval takes overrides of the fid group only (fid=..., "
+                         f"fid.<key>=...), not {', '.join(outside)}. Fix: drop them; training "
+                         "settings come from each run's own config.")
+    with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=overrides).fid
+
+
+def generator_of(run_dir: Path, cfg: DictConfig, which: str, device: torch.device):
+    """(G in eval mode with the weights of ``which``, the checkpoint's epoch and step)."""
+    path = run_dir / "checkpoints" / WHICH[which]
+    if not path.is_file():
+        raise RescoreError(f"{run_dir} has no {which} G ({path.relative_to(run_dir)} is "
+                           "missing)")
+    state = checkpoint.load(path)
+    with isolated_rng(device):  # building the network draws initial weights
+        gan = instantiate(cfg.model)
+    g = gan.generator.to(device)
+    g.load_state_dict(state["generator"])
+    where = state.get("best") if which == "best" else state.get("counters")
+    epoch = (where or {}).get("epoch")
+    step = (where or {}).get("step")
+    if which == "final" and where:  # counters point at the next epoch to train
+        epoch, step = where["epoch"] - 1, where["step"] - 1
+    return g.eval(), gan.latent_dim, epoch, step
+
+
+def score(run_dir: Path, fid_cfg: DictConfig, which: str, device: torch.device,
+          data_root: str | None = None, force: bool = False) -> dict:
+    """One run's G (``final`` or ``best``) scored with ``fid_cfg``: the stored result, or a
+    new one written to ``<run>/evals/``."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cfg = OmegaConf.create(summary["config"])
+    if not str(cfg.dataset.get("_target_", "")).endswith("MNIST"):
+        raise RescoreError(f"{run_dir} trained on {cfg.dataset.get('name')}: the fid group "
+                           "scores image runs (mixtures have their own mode metrics)")
+    settings = eval_settings(fid_cfg)
+    digest = settings_hash(settings)
+    out = run_dir / EVALS / f"{which}_{fid_cfg.extractor}_{digest}.json".replace("/", "-")
+    if out.exists() and not force:
+        return json.loads(out.read_text())
+    evaluator = instantiate(fid_cfg, data_root=data_root or cfg.dataset.get("root", "data"),
+                            device=device)
+    evaluator.preflight()
+    g, latent_dim, epoch, step = generator_of(run_dir, cfg, which, device)
+    noise = instantiate(cfg.noise)
+
+    def sample(n: int) -> torch.Tensor:  # the trainer's evaluation samples (Run.evaluate)
+        return sample_generator(g, noise, latent_dim, n, int(cfg.seed) + evaluator.seed_offset,
+                                device, evaluator.sample_batch)
+
+    t0 = time.perf_counter()
+    with isolated_rng(device):
+        result = evaluator(sample)
+    record = {"which": which, "epoch": epoch, "step": step, "settings": settings,
+              "hash": digest, "extractor": evaluator.extractor_name,
+              "values": {k: v for k, v in result.items()
+                         if k not in ("objective", "objective_metric", "fid")},
+              "fid": result.get("fid"), "seconds": round(time.perf_counter() - t0, 3),
+              "time": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
+    artifacts.write_json(record, out)
+    return record
+
+
+def _summary(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def scorable(dirs: list[Path]) -> tuple[list[Path], list[str]]:
+    """(finished runs with a final G under ``dirs``, why the others are left out). A dir named
+    on the command line that is a run but cannot be scored stops everything, before any
+    evaluation, with the reason and the fix."""
+    runs, skipped = [], []
+    for root in dirs:
+        if not root.is_dir():
+            raise SystemExit(f"error: {root} is not a directory. Fix: pass a run dir or a "
+                             "sweep dir (outputs/multirun/...).")
+        for run_dir in find_jobs(root):
+            status = _summary(run_dir).get("status", "no summary.json")
+            has_g = (run_dir / "checkpoints" / WHICH["final"]).is_file()
+            if status == "ok" and has_g:
+                runs.append(run_dir)
+                continue
+            why = (f"{run_dir}: not finished (status {status})" if status != "ok" else
+                   f"{run_dir}: no G to score (checkpoints/last.pt is missing)")
+            if run_dir == root:
+                raise SystemExit(f"error: {why}. Fix: finish the run first (run its command "
+                                 "again), or score another run.")
+            skipped.append(why)
+    return runs, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gansweep-eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("args", nargs="+", metavar="DIR|OVERRIDE",
+                        help="run or sweep dirs, then fid overrides (fid=inception, fid.x=y)")
+    parser.add_argument("--which", choices=("both", "final", "best"), default="both")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--data-root", default=None,
+                        help="MNIST for the reference statistics (default: each run's own)")
+    parser.add_argument("--force", action="store_true", help="compute stored results again")
+    parser.add_argument("--no-table", dest="table", action="store_false",
+                        help="do not rebuild the sweep dirs' tables")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # a sweep dir's name holds '=' too (outputs/multirun/seed=0,1,2_...): an existing path is a dir
+    dirs = [Path(a) for a in args.args if "=" not in a or Path(a).exists()]
+    overrides = [a for a in args.args if "=" in a and not Path(a).exists()]
+    if not dirs:
+        parser.error("name at least one run or sweep dir")
+    fid_cfg = compose_fid(overrides)
+    if str(fid_cfg.extractor) == "none":
+        parser.error("fid=none scores nothing: name an extractor (fid=lenet, fid=inception)")
+    runs, skipped = scorable(dirs)
+    for why in skipped:
+        log.warning("%s; skipped", why)
+    device = resolve_device(args.device)
+    configure_backends(device)  # float32 as in training (no TF32)
+    which = ("final", "best") if args.which == "both" else (args.which,)
+    problems, done = [], 0
+    for run_dir in runs:
+        for kind in which:
+            if not (run_dir / "checkpoints" / WHICH[kind]).is_file():
+                log.info("%s: no %s G (no evaluation chose one); skipped", run_dir, kind)
+                continue
+            try:
+                record = score(run_dir, fid_cfg, kind, device, args.data_root, args.force)
+            except RescoreError as exc:
+                problems.append(str(exc))
+                log.error("%s", exc)
+                continue
+            done += 1
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in record["values"].items()
+                              if isinstance(v, float) and not k.startswith("floor_"))
+            print(f"{run_dir.name} {kind} (epoch {record['epoch']}): {shown}")
+    if args.table:
+        for root in dirs:
+            if not (root / "summary.json").exists():
+                aggregate([root], echo=False)
+    print(f"{done} evaluations under {', '.join(map(str, dirs))}; results in <run>/{EVALS}/")
+    if problems:
+        print("not scored:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
