@@ -1,9 +1,17 @@
 """The config tree (pkg://gansweep.conf). Importing it registers the dataclass schemas its
-YAML files name (``/schema/<group>/<option>``) and the resolvers that name its output dirs
-(gansweep.dirs), so Hydra's Compose API works with nothing imported first:
+YAML files name (``/schema/<group>/<option>``), the resolvers that name its output dirs
+(gansweep.dirs) and the ``hydra/sweeper=halving`` plugin, so Hydra's Compose API and
+``gansweep-train`` work with nothing imported first:
 
     with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=["+experiment=seed_coulomb_1"])
 """
 
+from hydra.core.plugins import Plugins
+
 from gansweep import dirs, schema  # noqa: F401 - the schemas and the dir-name resolvers
+from hydra_plugins.gansweep_halving import HalvingSweeper
+
+# Hydra finds plugins by walking the hydra_plugins package, which it cannot do through the
+# import hook of an editable install: register the sweeper by hand (twice is harmless)
+Plugins.instance().register(HalvingSweeper)

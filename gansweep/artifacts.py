@@ -12,10 +12,12 @@ fsynced and renamed over the old one, so a crash mid-write leaves the previous v
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import pickle
+import shutil
 import socket
 import time
 import zipfile
@@ -39,10 +41,29 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write, check=None) -> Path:
+class DiskFullError(OSError):
+    """A file could not be written for lack of space; the previous version is intact."""
+
+
+def _disk_full(path: Path, exc: BaseException, needed: int) -> DiskFullError | None:
+    """The one-line error for a write that failed on a full filesystem, else None. torch's
+    writer says only "[enforce fail at inline_container.cc] unexpected pos ..." for it."""
+    free = shutil.disk_usage(path.parent).free
+    out_of_space = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or free < needed
+    if not out_of_space:
+        return None
+    kept = f"the last good {path.name} is kept" if path.exists() else f"no {path.name} was written"
+    return DiskFullError(f"no space left to write {path}: it needs about "
+                         f"{needed:,} bytes and {free:,} are free; {kept}. Fix: free space "
+                         "there, or move the output dir (hydra.sweep.dir=... / "
+                         "hydra.run.dir=...) and run the same command again")
+
+
+def atomic_write(path: Path, write, check=None, size: int = 0) -> Path:
     """Call ``write(file_object)`` on a temp file beside ``path``, fsync, ``check(temp path)``
     (which raises to refuse it, e.g. a checksum), then rename over ``path``: a reader never
-    sees a partial or refused file. The temp file never outlives a failure."""
+    sees a partial or refused file. The temp file never outlives a failure. A write that
+    fails on a full filesystem raises DiskFullError; ``size`` is the expected file size."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -53,14 +74,31 @@ def atomic_write(path: Path, write, check=None) -> Path:
         if check is not None:
             check(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)  # its space counts as free again
+        if (full := _disk_full(path, exc, max(size, written))) is not None:
+            raise full from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
 
 
+def state_bytes(tree: Any) -> int:
+    """The bytes of the tensors in a (nested) state: about the size of its checkpoint."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(state_bytes(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(state_bytes(v) for v in tree)
+    return 0
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
-    return atomic_write(path, lambda handle: torch.save(state, handle))
+    return atomic_write(path, lambda handle: torch.save(state, handle), size=state_bytes(state))
 
 
 class CheckpointError(RuntimeError):

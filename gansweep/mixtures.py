@@ -52,15 +52,16 @@ class MixtureDataset:
 
     def __init__(self, name: str = "ring8", size: int = 51200, modes: int = 8,
                  radius: float = 2.0, spacing: float = 2.0, std: float = 0.02,
-                 num_samples: int = 2500, min_per_mode: int = 20, visualizer=None,
-                 evaluator=None):
+                 num_samples: int = 2500, min_per_mode: int = 20,
+                 objective: str = "covered_quality", visualizer=None, evaluator=None):
         self.name, self.size = str(name), size
         self.mixture = (ring(modes, radius, std) if self.name == "ring8"
                         else grid(int(round(math.sqrt(modes))), spacing, std))
         self.visualizer = (visualizer or Scatter)(mixture=self.mixture, final_count=num_samples)
         self.evaluator = (evaluator or ModeMetrics)(mixture=self.mixture,
                                                     num_samples=num_samples,
-                                                    min_per_mode=min_per_mode)
+                                                    min_per_mode=min_per_mode,
+                                                    objective=objective)
 
     def load(self, seed: int):
         """The fixed training set of ``size`` points, drawn with the run's seed."""
@@ -77,8 +78,17 @@ class ModeMetrics:
     seed_offset = 1  # scores the very points the final scatter shows (noise seed: seed + 1)
     sample_batch = None  # G's chunk: the run's batch size, as the final scatter's
 
-    def __init__(self, mixture: Mixture, num_samples: int = 2500, min_per_mode: int = 20):
+    # what a sweeper minimises: a metric to minimise as it is, one to maximise negated
+    OBJECTIVES = {"covered_quality": -1, "modes_covered": -1, "high_quality": -1,
+                  "kl_to_uniform": 1}
+
+    def __init__(self, mixture: Mixture, num_samples: int = 2500, min_per_mode: int = 20,
+                 objective: str = "covered_quality"):
+        if objective not in self.OBJECTIVES:
+            raise ValueError(f"dataset.objective={objective!r}: choose one of "
+                             f"{', '.join(self.OBJECTIVES)}")
         self.mixture, self.num_samples, self.min_per_mode = mixture, num_samples, min_per_mode
+        self.objective_metric = objective
 
     def preflight(self) -> None:
         """Nothing to fetch or check before training."""
@@ -91,18 +101,23 @@ class ModeMetrics:
         return result
 
     def __call__(self, sample) -> dict:
-        return mode_metrics(sample(self.num_samples), self.mixture, self.min_per_mode)
+        values = mode_metrics(sample(self.num_samples), self.mixture, self.min_per_mode)
+        return {**values, "objective": self.objective(values),
+                "objective_metric": self.objective_metric}
 
     def floors(self, compute: bool = False) -> dict:
         return {}
 
-    def objective(self, values: dict) -> float | None:
-        return None
+    def objective(self, values: dict) -> float:
+        """``dataset.objective`` as a number to minimise (+inf when not finite)."""
+        value = values[self.objective_metric] * self.OBJECTIVES[self.objective_metric]
+        return float(value) if math.isfinite(value) else math.inf
 
 
 # ----------------------------------------------------------------------------- metrics
 def mode_metrics(samples: torch.Tensor, mixture: Mixture, min_per_mode: int = 20) -> dict:
-    """modes_covered, high_quality (fraction) and kl_to_uniform of generated points."""
+    """modes_covered, high_quality (fraction), kl_to_uniform and their one-number summary
+    covered_quality (modes_covered / modes_total x high_quality) of generated points."""
     samples = samples.detach().double().cpu()
     centres = mixture.centres.double()
     dist = squared_distances(samples, centres).sqrt()
@@ -115,11 +130,14 @@ def mode_metrics(samples: torch.Tensor, mixture: Mixture, min_per_mode: int = 20
         kl = float((p[p > 0] * (p[p > 0] * k).log()).sum())
     else:
         kl = math.inf
+    covered, quality = int((counts >= min_per_mode).sum()), float(good.double().mean())
     return {
-        "modes_covered": int((counts >= min_per_mode).sum()),
+        "modes_covered": covered,
         "modes_total": k,
-        "high_quality": float(good.double().mean()),
+        "high_quality": quality,
         "kl_to_uniform": kl,
+        # one number for searches: the share of modes covered times the share of good points
+        "covered_quality": covered / k * quality,
         "mixture_samples": int(samples.shape[0]),
     }
 

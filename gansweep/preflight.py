@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts
+from gansweep.device import isolated_rng
 from gansweep.fid import evaluator as fid_evaluator, registry
 from gansweep.dirs import SWEEP_NAME_ENV, sweep_name
 
@@ -51,6 +58,7 @@ class Preflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _check_output_dir(Path(config.hydra.run.dir), "hydra.run.dir")
         self._check_assets(config)
+        warn_if_short_of_space(config, Path(config.hydra.run.dir), 1)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         os.environ[SWEEP_NAME_ENV] = sweep_name(config.hydra.overrides.task)
@@ -63,6 +71,7 @@ class Preflight(Callback):
                                  "computes none. Fix: fid=lenet (the default) or fid=inception.")
             self._claim_study(config, sweep_dir)
         self._check_assets(config)
+        warn_if_short_of_space(config, sweep_dir, sweep_size(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         ACTIVE.pop("sweep_dir", None)
@@ -88,6 +97,51 @@ class Preflight(Callback):
             raise SystemExit(f"error: the Optuna study of {exc}") from None
         if Path(storage[len("sqlite:///"):]).exists():
             fail_stale_trials(storage, str(config.hydra.sweeper.study_name))
+
+
+def checkpoint_bytes(config: DictConfig) -> int:
+    """About what one run's checkpoints take: last.pt holds G and D with Adam's two moments
+    (three copies of the weights), best.pt G and D once."""
+    with isolated_rng(torch.device("cpu")):  # building the networks draws initial weights
+        gan = instantiate(config.model)
+    weights = sum(artifacts.state_bytes(m.state_dict()) for m in (gan.generator, gan.discriminator))
+    best = 0 if str(OmegaConf.select(config, "fid.extractor", default="none")) == "none" else 1
+    return (3 + best) * weights
+
+
+def sweep_size(config: DictConfig) -> int:
+    """How many jobs the launch's overrides expand to (the product of the sweep lists;
+    Optuna's n_trials), at least 1."""
+    if _is_optuna(config):
+        return int(OmegaConf.select(config, "hydra.sweeper.n_trials", default=1) or 1)
+    loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() \
+        else None
+    jobs = 1
+    for override in OverridesParser.create().parse_overrides(
+            [str(o) for o in config.hydra.overrides.task]):
+        if override.is_sweep_override():
+            if override.value_type == ValueType.GLOB_CHOICE_SWEEP and loader is not None:
+                options = loader.get_group_options(override.key_or_group)
+                jobs *= len(override.value().filter(options))
+            else:
+                jobs *= len(list(override.sweep_string_iterator()))
+    return max(jobs, 1)
+
+
+def warn_if_short_of_space(config: DictConfig, out_dir: Path, jobs: int) -> None:
+    """A warning (not a refusal: some jobs may be done, or space may be freed meanwhile) when
+    the output dir's filesystem has less room than ``jobs`` runs' checkpoints take."""
+    try:
+        needed = jobs * checkpoint_bytes(config)
+    except Exception as exc:  # noqa: BLE001 - an estimate only; training reports real errors
+        log.debug("no checkpoint size estimate: %s", exc)
+        return
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        log.warning("%s has %s MB free; the checkpoints of %d run(s) take about %s MB. A run "
+                    "that meets a full disk stops with its last good checkpoint kept. Fix: "
+                    "free space, or choose another output dir (hydra.sweep.dir=...)",
+                    out_dir, f"{free / 2**20:,.0f}", jobs, f"{needed / 2**20:,.0f}")
 
 
 def fail_stale_trials(storage: str, study_name: str) -> int:

@@ -28,6 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from gansweep.device import check_device_name
 from gansweep.fid import registry
 from gansweep.fid.metrics import METRICS
+from gansweep.mixtures import ModeMetrics
 
 MAX_SEED = 2**32 - 3
 
@@ -303,12 +304,15 @@ class MixtureConfig(Checked):
     std: float = MISSING
     num_samples: int = MISSING  # generated points scored at the end
     min_per_mode: int = MISSING  # high-quality points a mode needs to count as covered
+    objective: str = MISSING  # gansweep.mixtures.ModeMetrics.OBJECTIVES
     visualizer: Any = MISSING  # null: gansweep.mixtures.Scatter
     evaluator: Any = MISSING  # null: gansweep.mixtures.ModeMetrics
 
     def check(self) -> None:
         at_least_one(self, "size", "modes", "num_samples", "min_per_mode")
         positive(self, "std")
+        require(self.objective in ModeMetrics.OBJECTIVES, "objective", self.objective,
+                f"must be one of {', '.join(ModeMetrics.OBJECTIVES)}")
 
 
 @dataclass

@@ -26,10 +26,12 @@ ON_TEST_DEVICE = [f"trainer.device={TEST_DEVICE}",
                   f"trainer.deterministic={str(TEST_DEVICE.startswith('cuda')).lower()}"]
 
 
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The composed `gansweep-train` config, as Hydra would build it for these overrides."""
+def compose_config(overrides: list[str] | None = None, hydra: bool = False) -> DictConfig:
+    """The composed `gansweep-train` config, as Hydra would build it for these overrides
+    (``hydra=True``: with Hydra's own node, as callbacks see it)."""
     with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=[*ON_TEST_DEVICE, *(overrides or [])])
+        return compose(config_name="train", overrides=[*ON_TEST_DEVICE, *(overrides or [])],
+                       return_hydra_config=hydra)
 
 
 def sweep(mnist_root: Path, sweep_dir: Path, *overrides: str,

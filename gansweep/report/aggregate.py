@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from gansweep.report import grouping, plots, render
+from gansweep.report import grouping, halving, plots, render
 from gansweep.report.studies import StudyError
 from gansweep.report.table import collect, findings, frame_studies, primary_metric
 
@@ -73,11 +73,15 @@ def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
     markdown = (f"## Settings over seeds\n\n{render.groups_markdown(groups, settings)}\n\n"
                 f"## Per seed\n\n{render.runs_markdown(frame, out)}" if seeded else
                 f"## Runs\n\n{render.runs_markdown(frame, out)}")
+    rungs = halving.markdown(roots[0])  # a successive-halving sweep's rungs
+    if rungs:
+        markdown = f"{rungs}\n\n{markdown}"
     (out / "table.md").write_text(markdown + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     plots.montage(frame, out / "montage.png", metric)
     compact = tuple(c for s in studies for c in s.COMPACT)
     (out / "table.html").write_text(render.to_html(
-        frame, groups, notes, f"gansweep: {out}", chart, pictures, metric, compact, settings))
+        frame, groups, notes, f"gansweep: {out}", chart, pictures, metric, compact, settings,
+        halving.html_parts(roots[0])))
     if echo:
         print(markdown)
         print()

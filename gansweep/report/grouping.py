@@ -23,7 +23,8 @@ from scipy import stats
 from gansweep.fid.metrics import LOWER_IS_BETTER
 
 METRIC_PREFIXES = tuple(f"{m}_" for m in LOWER_IS_BETTER)
-MIXTURE_DIRECTIONS = {"modes_covered": False, "high_quality": False, "kl_to_uniform": True}
+MIXTURE_DIRECTIONS = {"modes_covered": False, "high_quality": False, "kl_to_uniform": True,
+                      "covered_quality": False}
 # Columns that say what a job computed (the settings): equal within a group, seed aside;
 # a study's own (e.g. the published row a job is compared to) come as ``extra``.
 SETTING_COLUMNS = ("name", "gan_type", "dataset", "d_lr", "d_decay", "g_lr", "g_decay", "eps0",

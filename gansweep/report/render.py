@@ -150,9 +150,11 @@ def _template() -> jinja2.Template:
 
 def to_html(frame: pd.DataFrame, groups: pd.DataFrame, notes: list[str], title: str,
             chart: Path | None, pictures: list[Path], metric: str | None,
-            published: tuple[str, ...] = (), settings: tuple[str, ...] = ()) -> str:
+            published: tuple[str, ...] = (), settings: tuple[str, ...] = (),
+            rungs: dict | None = None) -> str:
     """The report page (see the module doc). ``published``: the studies' compact columns;
-    ``settings``: their setting columns (shown in the full table over seeds)."""
+    ``settings``: their setting columns (shown in the full table over seeds); ``rungs``: a
+    successive-halving sweep's rung table (gansweep.report.halving.html_parts)."""
     seeded = bool(len(groups)) and int(groups["jobs"].max()) > 1
     try:
         return _template().render(
@@ -160,6 +162,6 @@ def to_html(frame: pd.DataFrame, groups: pd.DataFrame, notes: list[str], title: 
             seeded=seeded, runs=runs_table(frame), full=full_table(frame),
             groups=groups_table(groups, published) if seeded else None,
             groups_full=groups_full(groups, settings) if seeded else None,
-            pictures=[(p.name, _embed(str(p))) for p in pictures])
+            pictures=[(p.name, _embed(str(p))) for p in pictures], rungs=rungs)
     finally:
         _embed.cache_clear()

@@ -30,7 +30,8 @@ from gansweep.fid import registry
 from gansweep.report import grouping, studies
 
 # Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.mixtures).
-MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform")
+MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform",
+                   "covered_quality")
 STATUS_ORDER = ("ok", "running", "stopped", "interrupted", "diverged", "failed", "missing")
 SETTINGS = ("job", "name", "gan_type", "dataset", "seed", "d_lr", "d_decay", "g_lr", "g_decay",
             "eps0")
@@ -270,10 +271,13 @@ def mixture_findings(frame: pd.DataFrame) -> list[str]:
     lines = []
     for (dataset, gan), group in ok.groupby(["dataset", "gan_type"]):
         modes, hq = group["modes_covered"], group["high_quality"]
+        # KL is infinite (null in summary.json) when no point is near any mode
+        kl = group["kl_to_uniform"].mean() if "kl_to_uniform" in group else float("nan")
         lines.append(
             f"{dataset} / {gan}: modes covered {modes.mean():.1f} of {int(group['modes_total'].max())} "
             f"(min {int(modes.min())}, max {int(modes.max())}), high-quality {hq.mean():.1%}, "
-            f"KL to uniform {group['kl_to_uniform'].mean():.3f}, over {len(group)} run(s).")
+            f"KL to uniform {'n/a (no point near a mode)' if math.isnan(kl) else f'{kl:.3f}'}, "
+            f"over {len(group)} run(s).")
     return lines
 
 
