@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
@@ -139,8 +140,6 @@ class HalvingSweeperBase(Sweeper):
 
     def grid(self, arguments: List[str]) -> list[list[str]]:
         """Every job of the grid (the basic sweeper's expansion), without a budget."""
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*(f"{k}={v}" for k, v in self.params.items()),
                                             *arguments])
