@@ -27,7 +27,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from gansweep.device import check_device_name
 from gansweep.fid import registry
-from gansweep.fid.metrics import METRICS
+from gansweep.fid.metrics import CLASS_METRICS, METRICS
 from gansweep.mixtures import ModeMetrics
 
 MAX_SEED = 2**32 - 3
@@ -489,6 +489,11 @@ def _check_fid(fid) -> None:
     require(every is None or every >= 1, "fid.every_epochs", every,
             "must be >= 1 or null (only at the end)")
     _check_metrics(fid)
+    asked = [str(m) for m in (_get(fid, "metrics") or []) if str(m) in CLASS_METRICS]
+    require(not asked or entry.classes, "fid.metrics", asked,
+            f"{' and '.join(asked)} {'judge' if len(asked) > 1 else 'judges'} a classifier's "
+            f"predictions, and the {entry.name} "
+            "extractor does not classify; use fid=lenet for them")
 
 
 def _check_metrics(fid) -> None:

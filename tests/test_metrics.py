@@ -155,3 +155,37 @@ def test_compute_all_metrics_of_3000_lenet_sized_features_is_fast():
     assert set(values) >= {"kid", "kid_std", "precision", "recall", "density", "coverage"}
     assert values["real_samples"] == 3000 and set(seconds) == {"grams", "kid", "prdc"}
     assert cpu < 10, f"all metrics took {cpu:.1f} CPU s (budget: 10 s on 2 cores)"
+
+
+# ----------------------------------------------------------------------------- class metrics
+def test_class_metrics_by_hand():
+    """4 samples, 3 classes: rows 0 and 2 are confident (max 0.95 and 0.9 >= 0.9); the
+    predicted classes 0, 0, 1, 2 have shares 1/2, 1/4, 1/4: entropy 1.5 ln 2 over ln 3."""
+    from gansweep.fid.metrics import class_metrics
+
+    probs = np.array([[0.95, 0.03, 0.02], [0.5, 0.3, 0.2], [0.05, 0.9, 0.05],
+                      [0.1, 0.2, 0.7]])
+    values = class_metrics(probs, ["confident", "digits"])
+    assert values["confident"] == 0.5
+    assert values["digits"] == pytest.approx(1.5 * np.log(2) / np.log(3))
+    assert class_metrics(np.eye(3)[[1, 1, 1]], ["digits"]) == {"digits": 0.0}  # one class
+    assert class_metrics(np.eye(3), ["digits"])["digits"] == pytest.approx(1.0)  # all even
+
+
+@pytest.mark.slow
+def test_lenet_class_metrics_of_real_and_of_noise(mnist_root):
+    """Real test digits are legible to the shipped LeNet and cover the ten digits evenly;
+    uniform noise is neither."""
+    import torch
+
+    from gansweep.data import load_mnist
+    from gansweep.fid.evaluator import FidEvaluator
+
+    ev = FidEvaluator(extractor="lenet", num_samples=500, ref_limit=1000, data_root=mnist_root,
+                      metrics=["fid", "confident", "digits"])
+    test = load_mnist(mnist_root, "test", 500)
+    real = ev.evaluate(lambda n: test.x[:n], quantized=False)
+    assert real["confident_lenet"] > 0.95 and real["digits_lenet"] > 0.98
+    noise = ev.evaluate(lambda n: torch.rand(n, 1, 28, 28, generator=torch.Generator()
+                                             .manual_seed(0)) * 2 - 1)
+    assert noise["confident_lenet"] < 0.5 and noise["digits_lenet"] < 0.5

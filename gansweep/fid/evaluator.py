@@ -197,7 +197,7 @@ class FidEvaluator:
         ref = cache.reference_stats(extractor, self.data_root, self.ref_limit, self.cache_dir,
                                     self.fetch_data, progress=False)
         ref_feats = None
-        if any(n != "fid" for n in names):
+        if any(n != "fid" and n not in metrics.CLASS_METRICS for n in names):
             ref_feats = cache.reference_features(extractor, self.data_root, self.ref_limit,
                                                  s["ref_features"], s["ref_seed"],
                                                  self.cache_dir, self.fetch_data)
@@ -208,7 +208,9 @@ class FidEvaluator:
             images = quantize(images)
         feats = extractor.features(images)
         t_feats = time.perf_counter()
-        values, details, seconds = self.score(feats, ref, ref_feats)
+        probs = (extractor.probabilities(feats)
+                 if any(n in metrics.CLASS_METRICS for n in names) else None)
+        values, details, seconds = self.score(feats, ref, ref_feats, probs)
         seconds = {"samples_and_features": round(t_feats - t_sample, 3), **seconds,
                    "total": round(time.perf_counter() - t0, 3)}
         return {**values, "details": {
@@ -219,9 +221,11 @@ class FidEvaluator:
             **({"ref_features": len(ref_feats)} if ref_feats is not None else {}),
             **details, "seconds": seconds}}
 
-    def score(self, feats: np.ndarray, ref_stats, ref_feats) -> tuple[dict, dict, dict]:
-        """(values by metric key, details, seconds by metric) of generated ``feats``.
-        Non-finite features (a diverged G) give NaN for every metric."""
+    def score(self, feats: np.ndarray, ref_stats, ref_feats,
+              probs: np.ndarray | None = None) -> tuple[dict, dict, dict]:
+        """(values by metric key, details, seconds by metric) of generated ``feats`` (and a
+        classifier's ``probs`` of them, for the class metrics). Non-finite features (a
+        diverged G) give NaN for every metric."""
         names, s = self.metrics, self.settings
         values, details, seconds = {}, {}, {}
         finite = bool(np.isfinite(feats).all())
@@ -233,7 +237,7 @@ class FidEvaluator:
                 value = frechet_distance(mu, sigma, ref_stats[0], ref_stats[1])
             values[metric_key("fid", self.extractor_name)] = value
             seconds["fid"] = round(time.perf_counter() - t0, 3)
-        others = [n for n in names if n != "fid"]
+        others = [n for n in names if n != "fid" and n not in metrics.CLASS_METRICS]
         if others:
             if finite:
                 result, took = metrics.compute(others, ref_feats, feats, s["kid_subsets"],
@@ -245,6 +249,12 @@ class FidEvaluator:
                 values[metric_key(other, self.extractor_name)] = result[other]
             details.update({k: v for k, v in result.items() if k not in others})
             seconds.update({k: round(v, 3) for k, v in took.items()})
+        wanted = [n for n in names if n in metrics.CLASS_METRICS]
+        if wanted:  # in METRICS order, after the feature metrics
+            result = (metrics.class_metrics(probs, wanted) if finite and probs is not None
+                      else {n: float("nan") for n in wanted})
+            for name in wanted:
+                values[metric_key(name, self.extractor_name)] = result[name]
         return values, details, seconds
 
     # ------------------------------------------------------------------ floors

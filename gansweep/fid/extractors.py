@@ -45,6 +45,9 @@ class FeatureExtractor:
         """Features of a batch of images (N, 1, 28, 28) in [-1, 1] (preprocessing included)."""
         raise NotImplementedError
 
+    # a classifier also offers classify(model, features) -> class probabilities (N, classes),
+    # and its entry says how many classes: the metrics confident and digits use them
+
     def preflight(self, cache_dir: Path, fetch: bool) -> None:
         """Before training: the weights exist (fetched when ``fetch``) and match their
         checksum, so a run cannot fail on them after hours. Default: nothing to get."""
@@ -67,6 +70,15 @@ class Extractor:
     source: str
     forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
     precision: str = "fp32"  # fid.precision: the network's arithmetic (bf16 where it has it)
+    classify: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None
+
+    @torch.inference_mode()
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities of features this extractor computed (a classifier's only)."""
+        if self.classify is None:
+            raise ValueError(f"the {self.name} extractor does not classify")
+        feats = torch.from_numpy(np.asarray(features, dtype=np.float32)).to(self.device)
+        return self.classify(self.model, feats).float().cpu().numpy()
 
     @torch.inference_mode()
     def features(self, images: torch.Tensor, out: np.ndarray | None = None, start: int = 0,
@@ -128,7 +140,8 @@ def load_extractor(name: str, device: torch.device | str = "cpu",
             model, source = implementation.load(device, cache_dir, fetch, precision)
         _LOADED[key] = Extractor(entry.name, entry.tag, entry.dim, model, device,
                                  entry.default_batch(device.type), source,
-                                 implementation.features, precision)
+                                 implementation.features, precision,
+                                 getattr(implementation, "classify", None))
     extractor = _LOADED[key]
     if batch_size:
         extractor = Extractor(**{**vars(extractor), "batch_size": batch_size})

@@ -85,6 +85,10 @@ class LeNetFeatures(FeatureExtractor):
     def features(self, model, images):
         return model.features(images)
 
+    def classify(self, model, features):
+        """Digit probabilities from the penultimate features (Dropout off: eval mode)."""
+        return torch.softmax(model.fc2(features), dim=1)
+
 
 def record() -> dict:
     return json.loads(RECORD.read_text()) if RECORD.is_file() else {}

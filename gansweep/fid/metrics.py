@@ -34,8 +34,28 @@ import numpy as np
 
 # Which way is better: the table ranks by it, the best checkpoint and the objective follow it.
 LOWER_IS_BETTER = {"fid": True, "kid": True, "precision": False, "recall": False,
-                   "density": False, "coverage": False}
+                   "density": False, "coverage": False, "confident": False, "digits": False}
 METRICS = tuple(LOWER_IS_BETTER)
+# metrics of the extractor's class predictions (an extractor that classifies: LeNet), not of
+# features against the reference
+CLASS_METRICS = ("confident", "digits")
+CONFIDENT = 0.9  # the probability a most likely class needs for a sample to count as confident
+
+
+def class_metrics(probs: np.ndarray, names, threshold: float = CONFIDENT) -> dict:
+    """Of class probabilities (N, classes): ``confident``, the share of samples whose most
+    likely class has probability >= ``threshold`` (legible digits, for an MNIST classifier);
+    ``digits``, how evenly the predicted classes are spread: the entropy of their histogram
+    over log(classes), 1 when every class is predicted equally often, 0 for one class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    values = {}
+    if "confident" in names:
+        values["confident"] = float((probs.max(axis=1) >= threshold).mean())
+    if "digits" in names:
+        counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+        p = counts[counts > 0] / counts.sum()
+        values["digits"] = float(-(p * np.log(p)).sum() / np.log(probs.shape[1])) + 0.0
+    return values
 
 
 def is_better(value: float, best: float | None, lower: bool) -> bool:

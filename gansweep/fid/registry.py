@@ -32,6 +32,7 @@ class ExtractorInfo:
     weights: str = ""  # where the weights come from (docs/provenance.md has the detail)
     sha256: str | None = None  # of the weights file, checked on every load
     published: bool = False  # its FID is the field's: the table ranks by it first
+    classes: int | None = None  # a classifier's classes: fid.metrics confident, digits
 
     def default_batch(self, device_type: str) -> int:
         return self.batch.get(device_type, self.batch["cpu"])
@@ -53,6 +54,7 @@ BUILTIN = {
     "lenet": ExtractorInfo(
         name="lenet", dim=128, tag="lenet-86cb2bad79a4",
         implementation="gansweep.fid.lenet.LeNetFeatures",
+        classes=10,
         weights="gansweep/fid/assets/lenet_mnist.pt, shipped (trained by gansweep-lenet train)",
         sha256="86cb2bad79a4714ecd3747caac325697954c9be568102e1df937fb9e57d253f8"),
 }
