@@ -133,7 +133,8 @@ class Run:
             status, self.cfg, self.counters, batches_per_epoch=self.batches_per_epoch,
             wall_seconds=round(self.counters.seconds, 3), device=str(self.device),
             precision=self.precision, deterministic=bool(self.cfg.trainer.deterministic),
-            seed=self.cfg.seed, **memory_report(self.device), **extra)
+            seed=self.cfg.seed, host=socket.gethostname(), torch_threads=torch.get_num_threads(),
+            **memory_report(self.device), **extra)
         record = self.dirs.root / extend.RECORD  # which shorter run this one continues
         if record.exists():
             entries["extended_from"] = json.loads(record.read_text())
@@ -226,7 +227,7 @@ class Run:
                                    config=plain_config(self.cfg))
         progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
         self.step_times: list[float] = []
-        self.status("running", pid=os.getpid(), host=socket.gethostname())
+        self.status("running", pid=os.getpid())
         log.info("training %s: %d epochs x %d batches of %d on %s (%d torch threads)",
                  self.cfg.name, cfg.epochs, self.batches_per_epoch, cfg.batch_size, self.device,
                  torch.get_num_threads())
@@ -319,7 +320,7 @@ class Run:
                 if self._checkpoint_due(c.batch):
                     self._account(clock)  # the checkpoint reads the weights: a sync anyway
                     self.save_checkpoint()  # a clean batch boundary: exact resume point
-                    self.status("running", pid=os.getpid(), host=socket.gethostname())
+                    self.status("running", pid=os.getpid())
                 index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
                 # logged values are those the step uses: read before it updates them
                 lr_d, lr_g, eps = (self.opt_d.current_lr(), self.opt_g.current_lr(),

@@ -16,6 +16,11 @@ several seeds, and the sweep's
 The rows come from ``gansweep.report.table``; runs that name a published study
 (``reference.study``) get its columns and findings (``gansweep.report.studies``).
 Runs automatically at the end of every multirun (``AggregateCallback``).
+
+    gansweep-table <sweep dirs ...> --report docs/results.md [--figures docs/results] ...
+
+writes instead a study's generated markdown block (over seeds, beside the published ranking,
+with figures) and nothing into the sweep dirs: ``gansweep.report.publish``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from gansweep.report import grouping, halving, plots, render
+from gansweep.report import grouping, halving, plots, publish, render
 from gansweep.report.studies import StudyError
 from gansweep.report.table import collect, findings, frame_studies, primary_metric
 
@@ -108,10 +113,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gansweep-table", description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", help="sweep or run directories")
     parser.add_argument("--out", help="where to write the table files (default: the first dir)")
+    report = parser.add_argument_group(
+        "report", "--report PATH writes a study's markdown block (gansweep.report.publish) "
+        "instead of the table files, and nothing into the dirs")
+    report.add_argument("--report", metavar="PATH", help="the markdown file: a new file, or one "
+                        "holding the block's markers (only the block is replaced)")
+    report.add_argument("--figures", metavar="DIR", help="where the PNGs go (default: the "
+                        "report's folder); linked by relative paths")
+    report.add_argument("--title", default=publish.TITLE,
+                        help="the block's heading ('' for none; default: %(default)s)")
+    report.add_argument("--section", help="a name for the block's markers (several blocks in "
+                        "one page) and its figures' names")
+    report.add_argument("--command", help="the command that ran the sweep, shown verbatim")
+    report.add_argument("--commit", help="the commit the sweep ran at, shown verbatim")
+    report.add_argument("--machine", help="the machine it ran on, shown verbatim")
+    report.add_argument("--metric", help="the metric to rank by (default: the table's primary "
+                        "metric, e.g. fid_lenet)")
+    report.add_argument("--resamples", type=int, default=publish.RESAMPLES,
+                        help="bootstrap resamples of the seeds for rho's interval "
+                        "(default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.report and args.out:
+        parser.error("--out is the table files' folder: with --report, use --figures")
+    if not args.report and any((args.figures, args.section, args.command, args.commit,
+                                args.machine, args.metric)):
+        parser.error("--figures, --section, --command, --commit, --machine and --metric "
+                     "go with --report")
     try:
-        aggregate(args.dirs, args.out)
-    except (FileNotFoundError, OutputError, StudyError) as exc:
+        if args.report:
+            publish.publish(args.dirs, args.report, args.figures, args.title or None,
+                            args.command, args.commit, args.machine, args.metric,
+                            args.resamples, args.section)
+            print(f"Report: {args.report}")
+        else:
+            aggregate(args.dirs, args.out)
+    except (FileNotFoundError, OutputError, StudyError, publish.PublishError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,192 @@
+"""The generated report of a study over seeds (``gansweep-table --report``) on a hand-written
+sweep, tests/fixtures/publish_sweep/ (its README gives every number): 3 seed presets x 2 seeds
+x 3 epochs, plus a third seed of Coulomb No.2 interrupted after 1 epoch.
+
+fid_lenet at the final epoch (epoch 3), by seed 0 / 1:
+  seed_standard  10 / 11    mean 10.5   Standard GAN  (published 14.66, study rank 1)
+  seed_coulomb_1 150 / 140  mean 145    Coulomb No.1  (published 52.32, study rank 2)
+  seed_coulomb_2 145 / 147  mean 146    Coulomb No.2  (published 90.82, study rank 3)
+With 2 seeds the 95% interval is mean ± t(0.975, 1) sd / sqrt(2) = mean ± 6.353 |a - b|.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gansweep.report import aggregate, publish
+
+FIXTURE = Path(__file__).parent / "fixtures" / "publish_sweep"
+T_975_1 = 12.706204736174698  # Student t, 97.5th percentile, 1 degree of freedom
+
+
+def half_width(a: float, b: float) -> float:
+    sd = abs(a - b) / math.sqrt(2)  # sample sd (n - 1) of two values
+    return T_975_1 * sd / math.sqrt(2)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return publish.publish([FIXTURE], out / "report.md", command="gansweep-train -m ...")
+
+
+def test_means_intervals_and_ranks_with_ties(study):
+    groups = study.groups.set_index("group")
+    assert list(study.groups["group"]) == ["seed_standard", "seed_coulomb_1", "seed_coulomb_2"]
+    expected = {"seed_standard": (10, 11), "seed_coulomb_1": (150, 140),
+                "seed_coulomb_2": (145, 147)}
+    for name, (a, b) in expected.items():
+        g = groups.loc[name]
+        assert g["fid_lenet_n"] == 2  # the interrupted third seed of No.2 is not averaged
+        assert g["fid_lenet_mean"] == pytest.approx((a + b) / 2)
+        assert g["fid_lenet_ci_high"] - g["fid_lenet_mean"] == pytest.approx(half_width(a, b))
+    # intervals: standard [4.15, 16.85], No.1 [81.5, 208.5], No.2 [133.3, 158.7]:
+    # standard apart from both, No.1 and No.2 overlap
+    assert list(study.groups["rank"]) == [1, 2, 3]
+    assert list(study.groups["ties"]) == ["", "3", "2"]
+    assert list(study.groups["published"]) == [14.66, 52.32, 90.82]
+    assert list(study.groups["study_rank"]) == [1, 2, 3]
+    assert groups.loc["seed_coulomb_2", "ok"] == 2 and groups.loc["seed_coulomb_2", "jobs"] == 3
+    # precision: 0.8/0.7, 0.5/0.6, 0.4/0.5: each mean ± 6.353 x 0.1
+    assert groups.loc["seed_standard", "precision_lenet_mean"] == pytest.approx(0.75)
+    assert groups.loc["seed_coulomb_1", "precision_lenet_ci_low"] == pytest.approx(
+        0.55 - half_width(0.5, 0.6))
+    md = study.markdown
+    assert "| 1 | - | seed_standard | 2 ok | 3 | 10.5 ± 6.4 | 0.7 | 2 | Standard GAN | 14.66 | 1 |" in md
+    assert "| 2= | 3 | seed_coulomb_1 | 2 ok | 3 | 145.0 ± 63.5 | 7.1 | 2 | Coulomb No.1 | 52.32 | 2 |" in md
+    assert ("| 3= | 2 | seed_coulomb_2 | 2 ok, 1 interrupted | 3 | 146.0 ± 12.7 | 1.4 | 2 "
+            "| Coulomb No.2 | 90.82 | 3 |") in md
+    assert "| seed_standard | 1.1 ± 0.6 | 0.750 ± 0.635 |" in md  # kid, precision
+
+
+def test_per_epoch_means_leave_the_unfinished_run_out(study):
+    # epoch 1: 300/320, 400/420, 380/400 (the interrupted run's 500 is not in the mean)
+    assert study.epochs["seed_standard"] == {1: (310.0, 2), 2: (55.0, 2), 3: (10.5, 2)}
+    assert study.epochs["seed_coulomb_2"] == {1: (390.0, 2), 2: (200.0, 2), 3: (146.0, 2)}
+    assert "| seed_coulomb_1 | 2 | 410.0 | 190.0 | 145.0 |" in study.markdown
+
+
+def test_spearman_per_seed_and_on_means(study):
+    # in the study's order (Standard, No.1, No.2): seed 0 ours 10, 150, 145 -> ranks 1, 3, 2:
+    # rho = 1 - 6 (0 + 1 + 1) / (3 (9 - 1)) = 0.5; seed 1: 11, 140, 147 -> 1, 2, 3: rho 1
+    assert [(r["seed"], r["n"], r["ranks"]) for r in study.rho_seeds] == \
+        [(0, 3, [1, 3, 2]), (1, 3, [1, 2, 3])]
+    assert [r["rho"] for r in study.rho_seeds] == pytest.approx([0.5, 1.0])
+    # means 10.5, 145, 146: the study's order, rho 1. Resampling the 2 seeds per preset:
+    # No.1's mean is 150 / 145 / 140 with p 1/4, 1/2, 1/4, No.2's 145 / 146 / 147, standard
+    # always first: rho 0.5 when No.1 > No.2 (p 1/4), 0.87 when equal (p 1/8), else 1 (5/8),
+    # so the 2.5th and 97.5th percentiles are 0.5 and 1
+    m = study.rho_means
+    assert (m["n"], m["rho"], m["ranks"]) == (3, pytest.approx(1.0), [1, 2, 3])
+    assert (m["low"], m["high"]) == (pytest.approx(0.5), pytest.approx(1.0))
+    assert m["resamples"] == publish.RESAMPLES == m["used"]
+    md = study.markdown
+    assert "| seed 0 | 3 | 0.50 | - | 1, 3, 2 |" in md
+    assert "| seed 1 | 3 | 1.00 | - | 1, 2, 3 |" in md
+    assert "| means over seeds | 3 | 1.00 | [0.50, 1.00] | 1, 2, 3 |" in md
+    assert f"over {publish.RESAMPLES} resamples of the seeds" in md
+
+
+def test_bootstrap_distribution_by_hand():
+    no1, no2 = np.array([150.0, 140.0]), np.array([145.0, 147.0])
+    rng = np.random.default_rng(publish.RNG_SEED)  # the same draws bootstrap_rho makes
+    draws = [v[rng.integers(0, 2, (4000, 2))].mean(axis=1) for v in (np.array([10.0, 11]), no1, no2)]
+    share_swapped = float(np.mean(draws[1] > draws[2]))
+    assert share_swapped == pytest.approx(0.25, abs=0.03)
+    low, high, used = publish.bootstrap_rho([np.array([10.0, 11]), no1, no2],
+                                            [14.66, 52.32, 90.82], 4000)
+    assert (low, high, used) == (pytest.approx(0.5), pytest.approx(1.0), 4000)
+    # one seed each: every resample is the data: rho's interval is a point
+    assert publish.bootstrap_rho([np.array([3.0]), np.array([1.0]), np.array([2.0])],
+                                 [1, 2, 3])[:2] == (pytest.approx(-0.5), pytest.approx(-0.5))
+    assert math.isnan(publish.spearman([1, 2], [1, 2]))  # two points say nothing
+    assert publish.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
+
+
+def test_unfinished_run_is_named_with_how_far_it_got(study):
+    md = study.markdown
+    assert "7 job dirs under `publish_sweep` (6 ok, 1 interrupted)" in md
+    assert "Not finished (1): 6_seed_coulomb_2_66666666 (interrupted, 1 of 3 epochs)." in md
+    row = next(line for line in md.splitlines() if line.startswith("| 6_seed_coulomb_2_"))
+    assert row == ("| 6_seed_coulomb_2_66666666 | seed_coulomb_2 | 2 | interrupted | 1 of 3 | 4 "
+                   "| 7.0 | - | cpu | float32 | 1 | - | epoch 1: 500.0 |")
+    assert "500.0" not in md.replace(row, "")  # its number is in no mean, no other table
+
+
+def test_figures_are_small_linked_and_relative(study):
+    md, base = study.markdown, Path(study.figures[0]).parent
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    assert links == ["report_curves_fid_lenet.png", "report_montage.png"]
+    for link in links:
+        assert (base / link).stat().st_size < 150_000
+    # a row per setting (3), its ok seeds side by side (2 tiles of 160 px + margins): the
+    # interrupted run, which has no final grid, is in none
+    with Image.open(base / "report_montage.png") as montage:
+        assert montage.mode == "L" and montage.size == (2 * (160 + 10) + 10, 3 * (160 + 30 + 10))
+    assert "```bash\ngansweep-train -m ...\n```" in md
+    assert str(FIXTURE.parent) not in md and "/tmp" not in md
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rerun_reproduces_the_files_byte_for_byte(tmp_path):
+    def build(out: Path) -> dict[str, str]:
+        publish.publish([FIXTURE], out / "docs" / "results.md", out / "docs" / "results",
+                        section="fixture", commit="abc1234", machine="2-core test VM")
+        return digest(out)
+
+    first = build(tmp_path / "a")
+    assert set(first) == {"docs/results.md", "docs/results/results_fixture_curves_fid_lenet.png",
+                          "docs/results/results_fixture_montage.png"}
+    assert build(tmp_path / "a") == first  # in place: the same bytes
+    assert build(tmp_path / "b") == first  # elsewhere: the same bytes (no absolute path)
+    md = (tmp_path / "a/docs/results.md").read_text()
+    assert "](results/results_fixture_montage.png)" in md
+    assert "**Commit:** abc1234" in md and "**Machine:** 2-core test VM" in md
+
+
+def test_an_existing_page_keeps_its_prose(tmp_path):
+    begin, end = publish.markers("seeds")
+    page = tmp_path / "results.md"
+    page.write_text(f"# Results\n\nHand-written intro.\n\n{begin}\nold numbers\n{end}\n\n"
+                    "## Reading\n\nHand-written reading.\n")
+    publish.publish([FIXTURE], page, section="seeds", title=None)
+    text = page.read_text()
+    assert text.startswith(f"# Results\n\nHand-written intro.\n\n{begin}\nGenerated by ")
+    assert text.endswith(f"{end}\n\n## Reading\n\nHand-written reading.\n")
+    assert "old numbers" not in text and text.count(begin) == 1
+    bare = tmp_path / "other.md"
+    bare.write_text("# Prose only\n")
+    with pytest.raises(publish.PublishError, match="without the markers"):
+        publish.publish([FIXTURE], bare)
+    assert bare.read_text() == "# Prose only\n"
+
+
+def test_cli_writes_the_report_and_nothing_into_the_sweep(tmp_path, capsys):
+    sweep = tmp_path / "publish_sweep"
+    shutil.copytree(FIXTURE, sweep)
+    before = digest(sweep)
+    out = tmp_path / "out" / "report.md"
+    assert aggregate.main([str(sweep), "--report", str(out), "--figures", str(tmp_path / "fig"),
+                           "--title", "Fixture", "--resamples", "500"]) == 0
+    assert digest(sweep) == before
+    text = out.read_text()
+    assert "## Fixture" in text and "over 500 resamples" in text
+    assert "](../fig/report_curves_fid_lenet.png)" in text
+    for wrong in (["--figures", "x"], ["--report", str(out), "--out", str(tmp_path)]):
+        with pytest.raises(SystemExit):  # report options without --report; --out with it
+            aggregate.main([str(sweep), *wrong])
+    assert digest(sweep) == before
+    assert aggregate.main([str(tmp_path / "nope"), "--report", str(out)]) == 1
+    assert "not a sweep or run directory" in capsys.readouterr().err
