@@ -14,7 +14,6 @@ Importing this module registers the resolvers (gansweep.conf imports it).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 
 from omegaconf import OmegaConf
@@ -24,14 +23,13 @@ from gansweep.identity import identity_hash
 CONTINUING = ("trainer.epochs", "fid")
 # The sweep dir is named once, in the launching process, from the sweep's overrides: every
 # job's config is composed again with that job's own overrides (seed=1, not seed=0,1,2), so
-# gansweep.preflight publishes the name in this variable, which the jobs' processes inherit.
-SWEEP_NAME_ENV = "GANSWEEP_SWEEP_NAME"
+# gansweep.preflight pins the name into the overrides Hydra composes the jobs with.
 
 
 def safe_dirname(name) -> str:
-    """``name`` as one path component: a '/' would nest the job dir where the table and a
-    relaunch never look."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(name)).strip("-.") or "run"
+    """``name`` as one path component (a '/' would nest the job dir where the table and a
+    relaunch never look), at most 100 characters."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", str(name)).strip("-.")[:100] or "run"
 
 
 def _job_id(*, _root_) -> str:
@@ -43,10 +41,13 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("~+")
 
 
-def sweep_name(overrides) -> str:
+def sweep_name(overrides, hydra_overrides=()) -> str:
     """A sweep dir's name from the command's overrides (the sweep's own, before they are
     expanded into jobs): those a relaunch may change (``CONTINUING``) left out, the rest
-    sorted, as a readable prefix (80 characters at most) and 8 hex digits of their hash."""
+    sorted, as a readable prefix (80 characters at most) and 8 hex digits of their hash.
+    The choice of sweeper and its settings count too (a halving sweep is not a grid's)."""
+    overrides = [*overrides, *(o for o in hydra_overrides
+                              if str(o).startswith(("hydra/sweeper=", "hydra.sweeper.")))]
     def continuing(override: str) -> bool:
         key = override_key(override)
         return any(key == k or key.startswith(k + ".") for k in CONTINUING)
@@ -57,7 +58,7 @@ def sweep_name(overrides) -> str:
 
 
 def _sweep_name(*, _root_) -> str:
-    return os.environ.get(SWEEP_NAME_ENV) or sweep_name(_root_.hydra.overrides.task)
+    return sweep_name(_root_.hydra.overrides.task, _root_.hydra.overrides.hydra)
 
 
 OmegaConf.register_new_resolver("gansweep.dirname", safe_dirname, replace=True)

@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gansweep import artifacts
-from gansweep.checkpoint import ResumeError, refuse_dir
+from gansweep.checkpoint import ResumeError
 from gansweep.identity import differing, identity
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,28 @@ def _finished(run_dir: Path) -> dict | None:
     return summary if summary.get("status") == "ok" else None
 
 
+def _evaluation_rows(run_dir: Path) -> bool:
+    """Whether the run logged evaluations into metrics.jsonl (rows without d_loss)."""
+    path = artifacts.RunDir(run_dir).metrics
+    return path.exists() and any('"d_loss"' not in line
+                                 for line in path.read_text().splitlines() if line.strip())
+
+
+def inexact_best(cfg: DictConfig, run_dir: Path, summary: dict) -> str | None:
+    """Why continuing this run would not end where a run at the larger budget does, or None.
+    Its final evaluation competes for best.pt; the longer run evaluates at that epoch only
+    when ``fid.every_epochs`` divides it. If it does not, and the final evaluation beat
+    earlier ones, the G those earlier evaluations kept is gone from best.pt."""
+    done = int(summary["epochs_done"])
+    every = OmegaConf.select(cfg, "fid.every_epochs", default=None)
+    due = bool(every) and done % int(every) == 0
+    if due or summary.get("best_epoch") != done - 1 or not _evaluation_rows(run_dir):
+        return None
+    return (f"its best.pt holds the G of its final evaluation (after epoch {done}), and a run of "
+            f"trainer.epochs={cfg.trainer.epochs} with fid.every_epochs={every} evaluates no "
+            "G there, so its best G (an earlier evaluation's) cannot be recovered")
+
+
 def find_donor(cfg: DictConfig, out_dir: Path) -> tuple[Path, dict] | None:
     """The finished run with the most epochs below ``trainer.epochs`` whose identity is this
     job's but for the budget, among ``out_dir``'s siblings (None if there is none)."""
@@ -66,6 +87,9 @@ def find_donor(cfg: DictConfig, out_dir: Path) -> tuple[Path, dict] | None:
             continue
         done = int(summary.get("epochs_done", 0))
         if done < epochs and (found is None or done > found[1]["epochs_done"]):
+            if (why := inexact_best(cfg, sibling, summary)) is not None:
+                log.info("not extending %s: %s", sibling, why)
+                continue
             found = (sibling, summary)
     return found
 
@@ -74,9 +98,9 @@ def explicit_donor(cfg: DictConfig, donor: Path, out_dir: Path) -> tuple[Path, d
     """``trainer.extend_from``: that run, or a ResumeError that names what differs."""
     summary = _finished(donor)
     if summary is None:
-        raise refuse_dir(out_dir, f"no finished run to extend at trainer.extend_from={donor} "
-                                  "(it needs summary.json with status ok and "
-                                  "checkpoints/last.pt)")
+        raise ResumeError(f"trainer.extend_from={donor} is no finished run (one has "
+                          "summary.json with status ok and checkpoints/last.pt). Fix: name "
+                          "the dir of a finished run, or drop trainer.extend_from.")
     mine, theirs = budget_free(identity(cfg)), budget_free(summary.get("identity") or {})
     if mine != theirs:
         keys = ", ".join(_differing_keys(mine, theirs))
@@ -84,6 +108,8 @@ def explicit_donor(cfg: DictConfig, donor: Path, out_dir: Path) -> tuple[Path, d
     if int(summary["epochs_done"]) > int(cfg.trainer.epochs):
         raise _refuse(out_dir, donor, f"it trained {summary['epochs_done']} epochs, more "
                                       f"than trainer.epochs={cfg.trainer.epochs}")
+    if (why := inexact_best(cfg, donor, summary)) is not None:
+        raise _refuse(out_dir, donor, why)
     return donor, summary
 
 
@@ -106,38 +132,57 @@ def _refuse(out_dir: Path, donor: Path, why: str) -> ResumeError:
 
 
 def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` becomes ``source``'s file: a hard link, or (another filesystem) a copy
+    renamed into place, so a kill never leaves half a file; what was there goes first."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
     try:
         os.link(source, target)
     except OSError:  # another filesystem, or links not allowed
-        shutil.copy2(source, target)
+        artifacts.atomic_write(target, lambda handle: handle.write(source.read_bytes()))
 
 
 def adopt(donor: Path, summary: dict, out_dir: Path) -> None:
     """The donor's checkpoints, sample grids and metrics.jsonl into ``out_dir``, and a record
-    of where they came from. The donor's final grid is left: the run draws its own."""
+    of where they came from, marked complete last: a job killed part-way adopts again. The
+    donor's final grid is left: the run draws its own."""
     src, dst = artifacts.RunDir(donor), artifacts.RunDir(out_dir)
-    for path in sorted((donor / "checkpoints").glob("*.pt")):
-        link_or_copy(path, out_dir / "checkpoints" / path.name)
+    record = {"run": str(donor.resolve()), "epochs": summary["epochs_done"],
+              "batches": summary["batches_done"]}
+    artifacts.write_json({**record, "complete": False}, out_dir / RECORD)
     for path in sorted(src.samples.glob("[0-9]*_[0-9]*.png")):
         link_or_copy(path, dst.samples / path.name)
     if src.metrics.exists():
-        shutil.copy2(src.metrics, dst.metrics)
-    artifacts.write_json({"run": str(donor.resolve()), "epochs": summary["epochs_done"],
-                          "batches": summary["batches_done"]}, out_dir / RECORD)
+        artifacts.atomic_write(dst.metrics, lambda handle: handle.write(src.metrics.read_bytes()))
+    for path in sorted((donor / "checkpoints").glob("*.pt")):  # last.pt: the resume point
+        link_or_copy(path, out_dir / "checkpoints" / path.name)
+    artifacts.write_json({**record, "complete": True}, out_dir / RECORD)
     log.info("extending %s (%d epochs done) to %s", donor, summary["epochs_done"], out_dir)
+
+
+def adopted(out_dir: Path) -> bool | None:
+    """True: the dir holds a complete adoption; False: one a kill interrupted; None: none."""
+    try:
+        return bool(json.loads((out_dir / RECORD).read_text()).get("complete", True))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return False
 
 
 def prepare(cfg: DictConfig, out_dir: Path) -> Path | None:
     """Before a job trains in an empty ``out_dir``: adopt a donor if there is one (or the one
     ``trainer.extend_from`` names). Returns the donor's dir, or None (train from step 0)."""
-    if str(cfg.trainer.resume) == "never" or artifacts.RunDir(out_dir).checkpoint.exists():
+    if str(cfg.trainer.resume) == "never":
+        (out_dir / RECORD).unlink(missing_ok=True)  # a run from step 0 continues nothing
         return None
+    state = adopted(out_dir)
+    if state is None and artifacts.RunDir(out_dir).checkpoint.exists() or state:
+        return None  # its own run, or a complete adoption: resume it
     named = cfg.trainer.get("extend_from")
     found = explicit_donor(cfg, Path(named), out_dir) if named else find_donor(cfg, out_dir)
     if found is None:
         return None
     donor, summary = found
-    with artifacts.RunLock(donor):  # a donor being written now is not finished
-        adopt(donor, summary, out_dir)
+    adopt(donor, summary, out_dir)  # only finished files, each replaced whole: no lock taken
     return donor

@@ -93,10 +93,17 @@ def labels(settings: list[tuple[str, ...]]) -> dict[tuple, str]:
 
 
 def promote(scores: dict[tuple, float], eta: int) -> list[tuple]:
-    """The best ceil(n / eta) settings (lowest mean objective; ties kept in grid order)."""
+    """The best ceil(n / eta) settings (lowest mean objective; ties kept in grid order),
+    never one whose runs failed or diverged (an infinite mean)."""
     keep = max(1, math.ceil(len(scores) / eta))
     ranked = sorted(scores, key=lambda s: (scores[s], list(scores).index(s)))
-    return ranked[:keep]
+    return [s for s in ranked[:keep] if math.isfinite(scores[s])]
+
+
+def ranks(scores: dict[tuple, float]) -> dict[tuple, int]:
+    """1 for the lowest mean; equal means share the better rank (1, 2, 2, 4)."""
+    return {s: 1 + sum(other < value for other in scores.values())
+            for s, value in scores.items()}
 
 
 def mean_objective(values: list[float]) -> float:
@@ -123,9 +130,12 @@ class HalvingSweeperBase(Sweeper):
                  max_batch_size: Optional[int] = None,
                  params: Optional[Dict[str, str]] = None) -> None:
         self.min_epochs, self.max_epochs, self.eta = min_epochs, max_epochs, eta
-        self.max_batch_size, self.params = max_batch_size, params or {}
+        self.max_batch_size, self.params = max_batch_size or None, params or {}
         try:  # a ladder that cannot be built is refused before any job, in one line
             self.rungs = ladder(min_epochs, max_epochs, eta)
+            if max_batch_size is not None and max_batch_size < 0:
+                raise HalvingError(f"hydra.sweeper.max_batch_size={max_batch_size}: must be "
+                                   ">= 1, or null for a whole rung at once")
         except HalvingError as exc:
             raise SystemExit(f"error: {exc}") from None
         self.config: Optional[DictConfig] = None
@@ -184,18 +194,22 @@ class HalvingSweeperBase(Sweeper):
             scores = {s: mean_objective(v) for s, v in values.items()}
             last = index == len(self.rungs) - 1
             promoted = [] if last else promote(scores, self.eta)
-            order = sorted(scores, key=lambda s: (scores[s], survivors.index(s)))
+            rank = ranks(scores)
             record["rungs"].append({
                 "budget": budget,
                 "settings": [{"setting": label[s], "overrides": list(s),
                               "objective": values[s],
                               "mean": scores[s] if math.isfinite(scores[s]) else None,
-                              "rank": order.index(s) + 1, "promoted": s in promoted,
+                              "rank": rank[s], "promoted": s in promoted,
                               "jobs": dirs[s]} for s in survivors]})
             write_record(record, sweep_dir / RECORD)
             if not last:
                 survivors = [s for s in survivors if s in promoted]
-        best = min(record["rungs"][-1]["settings"], key=lambda s: s["rank"])
+                if not survivors:
+                    log.warning("halving: no setting of rung %d finished with an objective; "
+                                "stopping there", index + 1)
+                    break
+        best = min(record["rungs"][-1]["settings"], key=lambda s: (s["rank"], s["setting"]))
         log.info("halving: best setting %s (mean objective %s at %s=%d); rungs in %s",
                  best["setting"], best["mean"], BUDGET, self.rungs[-1], sweep_dir / RECORD)
         return returns

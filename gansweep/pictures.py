@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gansweep.artifacts import atomic_write
+
 
 def grid_shape(n: int) -> tuple[int, int]:
     """(rows, cols) of the seed's grid: cols = floor(sqrt(n)), rows = ceil(n / cols)."""
@@ -29,9 +31,10 @@ def image_grid(images: torch.Tensor) -> np.ndarray:
 
 
 def save_grid(images: torch.Tensor, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images), mode="L").save(path)
-    return path
+    """The grid as a PNG, replaced whole (never rewritten in place: an extended run's early
+    grids are links to the run it continues)."""
+    picture = Image.fromarray(image_grid(images), mode="L")
+    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
 
 
 class ImageGrid:

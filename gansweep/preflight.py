@@ -9,7 +9,6 @@ left RUNNING are marked FAIL. The dirs' names come from gansweep.dirs.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -19,12 +18,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from gansweep import artifacts
 from gansweep.device import isolated_rng
 from gansweep.fid import evaluator as fid_evaluator, registry
-from gansweep.dirs import SWEEP_NAME_ENV, sweep_name
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +59,8 @@ class Preflight(Callback):
         warn_if_short_of_space(config, Path(config.hydra.run.dir), 1)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        os.environ[SWEEP_NAME_ENV] = sweep_name(config.hydra.overrides.task)
         sweep_dir = Path(config.hydra.sweep.dir)
+        pin_sweep_dir(config, sweep_dir)
         _check_output_dir(sweep_dir, "hydra.sweep.dir")
         ACTIVE["sweep_dir"] = sweep_dir
         if _is_optuna(config):
@@ -75,7 +73,6 @@ class Preflight(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         ACTIVE.pop("sweep_dir", None)
-        os.environ.pop(SWEEP_NAME_ENV, None)
         if self.sweep_lock is not None:
             self.sweep_lock.release()
 
@@ -97,6 +94,16 @@ class Preflight(Callback):
             raise SystemExit(f"error: the Optuna study of {exc}") from None
         if Path(storage[len("sqlite:///"):]).exists():
             fail_stale_trials(storage, str(config.hydra.sweeper.study_name))
+
+
+def pin_sweep_dir(config: DictConfig, sweep_dir: Path) -> None:
+    """Every job's config is composed again from the launch's Hydra overrides plus its own
+    (seed=1, not seed=0,1,2), so a sweep dir named after the overrides would be renamed per
+    job: the resolved dir joins the Hydra overrides, in every launcher's jobs alike."""
+    value = str(sweep_dir)
+    quote = "'" if "'" not in value else '"'
+    with read_write(config.hydra.overrides.hydra):
+        config.hydra.overrides.hydra.append(f"hydra.sweep.dir={quote}{value}{quote}")
 
 
 def checkpoint_bytes(config: DictConfig) -> int:

@@ -28,10 +28,12 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from gansweep import artifacts, checkpoint
+from gansweep import artifacts, checkpoint, schema
 from gansweep.device import configure_backends, isolated_rng, resolve_device
 from gansweep.fid.evaluator import FidEvaluator
 from gansweep.identity import NOT_IN_IDENTITY
@@ -68,8 +70,17 @@ def compose_fid(overrides: list[str]) -> DictConfig:
         raise SystemExit(f"error: gansweep-eval takes overrides of the fid group only (fid=..., "
                          f"fid.<key>=...), not {', '.join(outside)}. Fix: drop them; training "
                          "settings come from each run's own config.")
-    with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides).fid
+    try:
+        with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
+            fid_cfg = compose(config_name="train", overrides=overrides).fid
+        schema.check_fid(fid_cfg)  # the checks a training run's fid settings get
+    except (HydraException, OmegaConfBaseException) as exc:
+        cause = f" ({str(exc.__cause__).splitlines()[0]})" if exc.__cause__ else ""
+        raise SystemExit(f"error: {str(exc).splitlines()[0]}{cause}. Fix: an option of the fid "
+                         "group (fid=lenet|inception|none) or a key it has") from None
+    except schema.ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return fid_cfg
 
 
 def generator_of(run_dir: Path, cfg: DictConfig, which: str, device: torch.device):

@@ -460,6 +460,11 @@ def _get(node, key: str, default=None):
     return node.get(key, default) if isinstance(node, dict) else getattr(node, key, default)
 
 
+def check_fid(fid) -> None:
+    """The fid group's checks on its own (a re-score's settings): ConfigError or nothing."""
+    _check_fid(OmegaConf.to_object(fid) if isinstance(fid, DictConfig) else fid)
+
+
 def _check_fid(fid) -> None:
     """FID-family settings: a registered extractor, the sample counts its features need,
     a precision it has, known metrics."""

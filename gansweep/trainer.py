@@ -275,14 +275,18 @@ class Run:
         logged that evaluation as a metrics.jsonl row and let it compete for best.pt. Do the
         same now, from the same G (evaluation is seeded: the same numbers)."""
         c, last = self.counters, artifacts.last_row(self.dirs.metrics)
-        if (c.batch or not c.epoch or last is None or "d_loss" not in last
-                or last.get("step") != c.step - 1
-                or not self.evaluator.due(c.epoch, self.cfg.trainer.epochs)):
+        if c.batch or not c.epoch or last is None or "d_loss" not in last \
+                or last.get("step") != c.step - 1:
+            return  # not a finished run continued: the loop wrote what was due
+        if self.best and self.best["epoch"] == c.epoch - 1:
+            # that best was the final evaluation's, which a longer run does not make: it had
+            # no earlier best (gansweep.extend refuses a donor where it had) or this row's
+            self.best = None
+            (self.dirs.root / "checkpoints" / "best.pt").unlink(missing_ok=True)
+        if not self.evaluator.due(c.epoch, self.cfg.trainer.epochs):
             return
         row = {"epoch": c.epoch - 1, "step": c.step - 1, **self.evaluator.row(self.evaluate())}
         metrics.write(row)
-        if self.best and self.best["epoch"] == row["epoch"]:
-            self.best = None  # that best was the final evaluation's: this row replaces it
         self.update_best(row, row["epoch"])
 
     def _checkpoint_due(self, batch: int) -> bool:
@@ -350,6 +354,10 @@ class Run:
                 c.batch += 1
                 c.step += 1
             c.epoch, c.batch = c.epoch + 1, 0
+            if self.stop_signal is not None and c.epoch >= cfg.epochs:  # came in the last batch
+                self._account(clock)
+                self.save_checkpoint()
+                raise Interrupted(self.stop_signal)
             # every metric every fid.every_epochs epochs; the last epoch's go to summary.json
             if self.evaluator.due(c.epoch, cfg.epochs):
                 row = {"epoch": c.epoch - 1, "step": c.step - 1,

@@ -234,7 +234,7 @@ def names_that_are_not_python() -> set[str]:
     and the MLflow tags gansweep sets (``gansweep.sweep_dir``), each found where it is made."""
     from omegaconf import OmegaConf
 
-    import gansweep.preflight  # noqa: F401 - registers the resolvers
+    import gansweep.dirs  # noqa: F401 - registers the resolvers
 
     tags = set(re.findall(r"""["'](gansweep\.\w+)["']""", (REPO / "gansweep/mlflow_logger.py").read_text()))
     candidates = {m.group(0) for path in pointer_files(".py", ".yaml", ".md")

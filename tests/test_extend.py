@@ -72,9 +72,9 @@ def _tensors(tree):
             yield from _tensors(value)
 
 
-def _overrides(tiny_overrides, epochs: int) -> list[str]:
+def _overrides(tiny_overrides, epochs: int, every: str = "1") -> list[str]:
     return [*tiny_overrides, "+experiment=seed_coulomb_1", "trainer.max_batches_per_epoch=3",
-            "trainer.batch_size=32", "trainer.sample_every=2", "fid.every_epochs=1",
+            "trainer.batch_size=32", "trainer.sample_every=2", f"fid.every_epochs={every}",
             f"trainer.epochs={epochs}"]
 
 
@@ -93,6 +93,58 @@ def test_extending_2_epochs_to_3_equals_3_epochs_from_scratch(tiny_overrides, tm
     # the shorter run is as it was: readable at its own budget
     assert {p: p.read_bytes() for p in donor_files} == donor_files
     assert _summary(sweep / "a")["epochs_done"] == 2
+
+
+@pytest.mark.slow
+def test_without_evaluations_on_the_way_the_best_is_the_final_g_too(tiny_overrides, tmp_path):
+    """fid.every_epochs=null (the default): the shorter run's final evaluation made its
+    best.pt; a run at the larger budget from the start has no evaluation there, so its best
+    is its own final G. The extension must end the same."""
+    sweep = tmp_path / "sweep"
+    run(compose_config(_overrides(tiny_overrides, 1, "null")), sweep / "a")
+    run(compose_config(_overrides(tiny_overrides, 2, "null")), sweep / "b")
+    run(compose_config(_overrides(tiny_overrides, 2, "null")), tmp_path / "alone" / "c")
+    assert _summary(sweep / "b")["best_epoch"] == 1 and "extended_from" in _summary(sweep / "b")
+    assert_same_run(sweep / "b", tmp_path / "alone" / "c")
+
+
+@pytest.mark.slow
+def test_a_donor_whose_earlier_best_g_is_gone_is_not_used(tiny_overrides, tmp_path):
+    """Evaluations every 2 epochs, a 3-epoch donor: its final evaluation (not one a 5-epoch
+    run makes) may have replaced the G of its epoch-2 best in best.pt. When it did, the donor
+    is passed over (and refused by name), since the longer run's best.pt could not be made."""
+    from gansweep import extend
+
+    sweep = tmp_path / "sweep"
+    donor = run(compose_config(_overrides(tiny_overrides, 3, "2")), sweep / "a")
+    cfg = compose_config(_overrides(tiny_overrides, 5, "2"))
+    if donor["best_epoch"] != 2:
+        pytest.skip("this seed's final evaluation did not beat epoch 2's: nothing was lost")
+    assert extend.find_donor(cfg, sweep / "b") is None
+    named = compose_config([*_overrides(tiny_overrides, 5, "2"), f"trainer.extend_from={sweep / 'a'}"])
+    with pytest.raises(ResumeError, match="cannot be recovered"):
+        extend.prepare(named, tmp_path / "c")
+
+
+def test_a_job_killed_while_adopting_adopts_again(tmp_path):
+    """The record is written first and marked complete last: a dir whose adoption a kill
+    interrupted (here: a record marked incomplete and a stray link) is adopted again."""
+    from gansweep import extend
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(FIXTURE, sweep / "old")
+    new = sweep / "new"
+    (new / "checkpoints").mkdir(parents=True)
+    (new / extend.RECORD).write_text(json.dumps({"run": "x", "complete": False}))
+    import os
+
+    os.link(FIXTURE / "checkpoints" / "last.pt", new / "checkpoints" / "last.pt")
+    cfg = compose_config(_mixture(3, sweep))
+    assert extend.prepare(cfg, new) == sweep / "old"
+    record = json.loads((new / extend.RECORD).read_text())
+    assert record["complete"] and record["epochs"] == 2
+    assert _rows(new) == _rows(FIXTURE)
+    assert extend.prepare(cfg, new) is None  # complete now: resume it, adopt nothing
 
 
 @pytest.mark.slow

@@ -55,6 +55,12 @@ def test_promotion_and_means():
     scores = {("a",): 3.0, ("b",): 1.0, ("c",): 2.0, ("d",): float("inf")}
     assert halving.promote(scores, 2) == [("b",), ("c",)]
     assert halving.promote({("a",): 1.0}, 3) == [("a",)]  # at least one goes up
+    # a setting whose runs failed or diverged never goes up, even to fill the quota
+    assert halving.promote({("a",): 1.0, ("b",): float("inf"), ("c",): float("inf")}, 1) \
+        == [("a",)]
+    assert halving.promote({("a",): float("inf")}, 3) == []
+    assert halving.ranks({("a",): 0.0, ("b",): 1.0, ("c",): 1.0, ("d",): 4.0}) == \
+        {("a",): 1, ("b",): 2, ("c",): 2, ("d",): 4}
     assert halving.mean_objective([1.0, 3.0]) == 2.0
     assert halving.mean_objective([1.0, None]) == float("inf")  # a failed seed sinks it
     assert halving.labels([("e=1", "s=0"), ("e=2", "s=0")]) == {("e=1", "s=0"): "e=1",

@@ -94,6 +94,18 @@ def test_a_sweeps_unfinished_runs_are_skipped_and_named(tmp_path, caplog):
     assert runs == [] and skipped == [f"{sweep / '0_a'}: not finished (status failed)"]
 
 
+@pytest.mark.parametrize("override, message", [
+    ("fid.num_samples=100", "fid.num_samples=100 is not allowed: must be > 128"),
+    ("fid=bogus", "Could not find 'fid/bogus'. Fix: an option of the fid group"),
+    ("fid.nonexistent=1", "Key 'nonexistent' not in 'FidConfig'"),
+    ("fid.metrics=[fid,foo]", "fid.metrics=['fid', 'foo'] is not allowed"),
+])
+def test_bad_settings_get_the_training_checks_in_one_line(override, message):
+    with pytest.raises(SystemExit) as refused:
+        rescore.compose_fid([override])
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
 def test_only_fid_overrides_are_taken(tmp_path):
     with pytest.raises(SystemExit, match="fid group only.*not trainer.epochs=3"):
         rescore.compose_fid(["trainer.epochs=3"])

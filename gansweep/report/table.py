@@ -161,7 +161,6 @@ def job_row(job: Path) -> dict[str, Any]:
         if (key.startswith(("fid_", "floor_", "best_") + grouping.METRIC_PREFIXES)
                 or key in MIXTURE_METRICS) and isinstance(value, (int, float)):
             row[key] = value
-    row.update(rescored_columns(job, row))
     name = studies.study_name(cfg)
     if name:
         row["study"] = name
@@ -169,31 +168,40 @@ def job_row(job: Path) -> dict[str, Any]:
     return row
 
 
-def rescored_columns(job: Path, own: dict[str, Any]) -> dict[str, float]:
-    """Columns of the job's re-scored evaluations (``gansweep-eval``, ``<job>/evals/``): the
-    final G's metrics under their own names (``fid_inception``), the best G's as
-    ``best_<metric>``. A name the run's own evaluation or a second setting also gives gets
-    the settings' hash (``fid_lenet@1a2b3c4d``), so no number is shown under another's name."""
-    records = [r for r in (_read_json(p) for p in sorted((job / "evals").glob("*.json"))) if r]
-    names: dict[str, list[tuple[str, float]]] = {}
-    for record in records:
+def rescored(job: Path) -> list[tuple[str, str, float]]:
+    """(column, settings hash, value) of the job's re-scored evaluations (``gansweep-eval``,
+    ``<job>/evals/``): the final G's metrics under their own names (``fid_inception``), the
+    best G's as ``best_<metric>``."""
+    out = []
+    for path in sorted((job / "evals").glob("*.json")):
+        record = _read_json(path) or {}
         prefix = "best_" if record.get("which") == "best" else ""
-        for key, value in (record.get("values") or {}).items():
-            if isinstance(value, (int, float)) and not key.startswith("floor_"):
-                names.setdefault(prefix + key, []).append((record.get("hash", "?"), value))
-    out = {}
-    for name, found in names.items():
-        if len(found) == 1 and name not in own:
-            out[name] = found[0][1]
-        else:
-            out.update({f"{name}@{digest}": value for digest, value in found})
+        out += [(prefix + key, record.get("hash", "?"), value)
+                for key, value in (record.get("values") or {}).items()
+                if isinstance(value, (int, float)) and not key.startswith("floor_")]
     return out
+
+
+def name_rescored(rows: list[dict], found: list[list[tuple[str, str, float]]]) -> None:
+    """Add the re-scored columns to the rows, named across the whole table: a metric's plain
+    name when one setting gave it and no run's own evaluation did, else ``name@hash`` (the
+    settings' hash, as in the file names), so no number is shown under another's name."""
+    hashes: dict[str, set[str]] = {}
+    for entries in found:
+        for name, digest, _ in entries:
+            hashes.setdefault(name, set()).add(digest)
+    own = {key for row in rows for key in row}
+    for row, entries in zip(rows, found):
+        for name, digest, value in entries:
+            plain = len(hashes[name]) == 1 and name not in own
+            row[name if plain else f"{name}@{digest}"] = value
 
 
 def collect(roots: list[Path]) -> pd.DataFrame:
     """One row per job under the roots; ``param:*`` columns for keys that vary; ranks."""
     jobs = [job for root in roots for job in find_jobs(Path(root))]
     rows = [job_row(job) for job in jobs]
+    name_rescored(rows, [rescored(job) for job in jobs])
     configs = [(_read_json(job / "summary.json") or {}).get("config") for job in jobs]
     overrides = [_recorded_overrides(job, cfg) for job, cfg in zip(jobs, configs)]
     varying = sorted({k for o in overrides for k in o if not k.startswith("hydra.")
