@@ -31,14 +31,7 @@ DEVICE_TESTS=${DEVICE_TESTS:-tests/test_trainer.py tests/test_reliability.py}
 DEVICE_TESTS_K=${DEVICE_TESTS_K:-}
 BENCH_ARGS=${BENCH_ARGS:---steps 30 --warmup 5}
 SEED_OVERRIDES=${SEED_OVERRIDES:-}
-if [[ -z "${PYTHON:-}" ]]; then
-    PYTHON=python3
-    [[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
-fi
-if [[ -z "${DATA:-}" ]]; then
-    DATA=data
-    [[ -d .gpu/mnist ]] && DATA=.gpu/mnist
-fi
+. scripts/gpu_common.sh  # PYTHON and DATA
 mkdir -p "$LOGS"
 LOGS=$(cd "$LOGS" && pwd)
 DATA=$(cd "$DATA" && pwd)

@@ -41,14 +41,7 @@ SAMPLE_EVERY=${SAMPLE_EVERY:-468}
 EXPORT_SECONDS=${EXPORT_SECONDS:-60}
 STUDY_ROOT=${STUDY_ROOT:-outputs/gpu_study}
 RETURN=${1:-${OUT:-$STUDY_ROOT/return}}
-if [[ -z "${PYTHON:-}" ]]; then
-    PYTHON=python3
-    [[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
-fi
-if [[ -z "${DATA:-}" ]]; then
-    DATA=data
-    [[ -d .gpu/mnist ]] && DATA=.gpu/mnist
-fi
+. scripts/gpu_common.sh  # PYTHON and DATA
 mkdir -p "$STUDY_ROOT" "$RETURN"
 STUDY_ROOT=$(cd "$STUDY_ROOT" && pwd)
 RETURN=$(cd "$RETURN" && pwd)
