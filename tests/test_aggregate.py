@@ -121,7 +121,8 @@ def test_optuna_preset_composes(mnist_root):
     assert str(cfg.gan_type.name) == "coulomb"
     sweeper = cfg.hydra.sweeper
     assert "optuna" in sweeper._target_ and sweeper.direction == "minimize"
-    assert sweeper.storage == f"sqlite:///{cfg.hydra.sweep.dir}/optuna.db"  # resumable
+    # resumable, one study per budget
+    assert sweeper.storage == f"sqlite:///{cfg.hydra.sweep.dir}/optuna_{cfg.trainer.epochs}ep.db"
     assert set(sweeper.params) == {"kernel.eps", "optimizer.d.lr", "optimizer.g.lr",
                                    "optimizer.d.decay", "optimizer.g.decay"}
 

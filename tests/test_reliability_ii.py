@@ -310,7 +310,7 @@ def test_an_optuna_study_resumes_from_its_sqlite_file(mnist_root, tmp_path):
             "hydra.sweeper.sampler.n_startup_trials=2")
     first = run_sweep(mnist_root, sweep, *args)
     assert first.returncode == 0, first.stderr[-2000:]
-    storage = f"sqlite:///{sweep}/optuna.db"
+    storage = f"sqlite:///{sweep}/optuna_1ep.db"  # trainer=smoke: 1 epoch
     stale = optuna.load_study(study_name="coulomb_search", storage=storage).ask()  # a killed trial
     second = run_sweep(mnist_root, sweep, *args)
     assert second.returncode == 0, second.stderr[-2000:]
