@@ -126,16 +126,18 @@ def rank_text(row) -> str:
     return f"{int(row['rank'])}{'=' if row['ties'] else ''}"
 
 
-def cell(row, metric: str, fmt) -> str:
-    """'mean ± half-width (sd std, n N)' for a table cell; '-' when no value."""
+def cell(row, metric: str, fmt, single: str = "(n 1, no CI)", spread: bool = True) -> str:
+    """'mean ± half-width (sd std, n N)' for a table cell (``spread=False``: without the
+    parenthesis); ``mean single`` for one value; '-' when no value."""
     n = row.get(f"{metric}_n")
     if not n or pd.isna(n):
         return "-"
     mean = row[f"{metric}_mean"]
     if n == 1:
-        return f"{fmt(mean)} (n 1, no CI)"
+        return f"{fmt(mean)} {single}"
     half = row[f"{metric}_ci_high"] - mean
-    return f"{fmt(mean)} ± {fmt(half)} (sd {fmt(row[f'{metric}_std'])}, n {int(n)})"
+    text = f"{fmt(mean)} ± {fmt(half)}"
+    return f"{text} (sd {fmt(row[f'{metric}_std'])}, n {int(n)})" if spread else text
 
 
 def display(groups: pd.DataFrame, fmt, extra: tuple[str, ...] = ()

@@ -63,13 +63,7 @@ def number(metric: str, value) -> str:
 
 def interval_text(row, metric: str) -> str:
     """'mean ± half the 95% interval'; 'mean (n 1: no CI)'; '-' without a value."""
-    n = row.get(f"{metric}_n")
-    if not n or pd.isna(n):
-        return "-"
-    mean = row[f"{metric}_mean"]
-    if n == 1:
-        return f"{number(metric, mean)} (n 1: no CI)"
-    return f"{number(metric, mean)} ± {number(metric, row[f'{metric}_ci_high'] - mean)}"
+    return grouping.cell(row, metric, lambda v: number(metric, v), "(n 1: no CI)", spread=False)
 
 
 def spearman(ours, theirs) -> float:
