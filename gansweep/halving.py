@@ -106,6 +106,18 @@ def ranks(scores: dict[tuple, float]) -> dict[tuple, int]:
             for s, value in scores.items()}
 
 
+def tied_at_cut(scores: dict[tuple, float], promoted: list[tuple]) -> dict | None:
+    """Where promotion had to choose among equal means: the settings sharing the last
+    promoted setting's mean, and how many of them went up (None: the cut fell between two
+    different means, or nothing was promoted)."""
+    if not promoted:
+        return None
+    cut = scores[promoted[-1]]
+    tie = [s for s, v in scores.items() if v == cut]
+    going = sum(s in promoted for s in tie)
+    return None if going == len(tie) else {"mean": cut, "settings": len(tie), "promoted": going}
+
+
 def mean_objective(values: list[float]) -> float:
     """The mean over seeds; a failed or unscored seed (inf, NaN, None) makes it inf."""
     if not values or any(v is None or not math.isfinite(v) for v in values):
@@ -195,8 +207,15 @@ class HalvingSweeperBase(Sweeper):
             last = index == len(self.rungs) - 1
             promoted = [] if last else promote(scores, self.eta)
             rank = ranks(scores)
+            tied = tied_at_cut(scores, promoted)
+            if tied:
+                log.warning("halving: rung %d (%s=%d): %d settings tie at the cut (mean "
+                            "objective %s) and %d of them go up, taken in grid order: this "
+                            "rung cannot rank them. A larger hydra.sweeper.min_epochs or an "
+                            "objective that separates them at this budget would", index + 1,
+                            BUDGET, budget, tied["settings"], tied["mean"], tied["promoted"])
             record["rungs"].append({
-                "budget": budget,
+                "budget": budget, "tied_at_cut": tied,
                 "settings": [{"setting": label[s], "overrides": list(s),
                               "objective": values[s],
                               "mean": scores[s] if math.isfinite(scores[s]) else None,

@@ -67,6 +67,23 @@ def test_promotion_and_means():
                                                                  ("e=2", "s=0"): "e=2"}
 
 
+def test_a_tie_at_the_cut_is_recorded_and_shown():
+    """Promotion that must choose among equal means (e.g. an objective still 0 for most
+    settings at a low budget) says so: in halving.json, in the log and in the table."""
+    scores = {("a",): -0.5, ("b",): 0.0, ("c",): 0.0, ("d",): 0.0, ("e",): 0.0, ("f",): 0.0}
+    promoted = halving.promote(scores, 3)
+    assert promoted == [("a",), ("b",)]  # ties kept in grid order
+    assert halving.tied_at_cut(scores, promoted) == {"mean": 0.0, "settings": 5, "promoted": 1}
+    assert halving.tied_at_cut({("a",): 1.0, ("b",): 2.0, ("c",): 2.0}, [("a",)]) is None
+    assert halving.tied_at_cut(scores, []) is None
+    record = {"budget": "trainer.epochs", "ladder": [1, 3], "eta": 3, "settings": 6, "seeds": 1,
+              "rungs": [{"budget": 1, "tied_at_cut": {"mean": 0.0, "settings": 5,
+                                                      "promoted": 1}, "settings": []}]}
+    lines = report.summary_lines(Path("."), record)
+    assert "trainer.epochs=1: 5 settings tie at the cut (mean objective 0); 1 went up in grid " \
+           "order: this rung could not rank them." in lines
+
+
 def test_halving_on_a_toy_grid(tmp_path):
     """6 settings x 3 seeds on 1, 3, 9 epochs, eta 3: 18 + 6 + 3 jobs; the objective
     (x - 2)^2 + (seed - 1) * 4 / epochs averages the seed term away, so x=1 and x=2 (means 1
@@ -118,11 +135,17 @@ def _mixture_sweep(sweep: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=sweep.parent, timeout=600)
 
 
-@pytest.mark.slow
-def test_a_real_halving_sweep_extends_its_promoted_runs(tmp_path):
-    sweep = tmp_path / "sweep"
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory) -> Path:
+    sweep = tmp_path_factory.mktemp("real") / "sweep"
     done = _mixture_sweep(sweep)
     assert done.returncode == 0, done.stderr[-3000:]
+    return sweep
+
+
+@pytest.mark.slow
+def test_a_real_halving_sweep_extends_its_promoted_runs(real_sweep):
+    sweep = real_sweep
     record = json.loads((sweep / "halving.json").read_text())
     assert record["ladder"] == [1, 2, 4] and [len(r["settings"]) for r in record["rungs"]] == [4, 2, 1]
     for lower, upper in zip(record["rungs"], record["rungs"][1:]):
@@ -139,6 +162,53 @@ def test_a_real_halving_sweep_extends_its_promoted_runs(tmp_path):
     assert "Successive halving" in (sweep / "table.html").read_text()
     again = _mixture_sweep(sweep)  # a relaunch: every job is finished, none trains
     assert again.returncode == 0 and "training mixture_coulomb" not in again.stderr
+
+
+@pytest.mark.slow
+def test_the_search_report_reads_halving_against_the_full_grid(real_sweep, tmp_path):
+    """gansweep-table <halving> --against <grid> --report: the cost of each, the winners, the
+    rungs against the full budget, and the halving runs at the top budget equal to the grid's
+    runs trained from step 0 (exact extension at scale); same dirs, same bytes."""
+    from gansweep.report import aggregate, search
+
+    grid = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "gansweep.train", "-m", *ON_TEST_DEVICE,
+           "+experiment=mixture_coulomb", "kernel.eps=10,3,1,0.3", "seed=1,0",  # another order
+           "trainer.max_batches_per_epoch=3", "dataset.size=2048", "dataset.num_samples=500",
+           "model.hidden=16", "trainer.sample_every=1000", "trainer.checkpoint_every=null",
+           "trainer.epochs=4", f"hydra.sweep.dir={grid}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    found = search.analyse(real_sweep, grid)
+    assert found.cost["grid"] == {"jobs": 8, "batches": 8 * 4 * 3,
+                                  "seconds": pytest.approx(found.cost["grid"]["seconds"])}
+    assert (found.cost["halving"]["jobs"], found.cost["halving"]["batches"]) == (14, 48)
+    assert found.cost["halving"]["seconds"] > 0
+    assert found.exact == {"compared": 2, "equal": 2, "differing": []}
+    assert [r["settings"] for r in found.rungs] == [4, 2, 1]
+    assert sorted(found.grid["label"]) == sorted(f"kernel.eps={e}" for e in ("0.3", "1", "3", "10"))
+    best, pick = found.winners["grid"], found.winners["halving"]
+    assert found.grid.iloc[0]["label"] == best["label"]
+    assert found.winners["regret"] == pytest.approx(best["mean"] - pick["mean"])  # maximised
+    assert found.winners["regret"] >= 0  # the grid best has the best mean by definition
+    axes = search.axis_effects(found.grid)
+    assert [a["override"] for a in axes] == [f"kernel.eps={e}" for e in ("0.3", "1", "3", "10")]
+    assert all(a["settings"] == 1 for a in axes) and sorted(a["best_rank"] for a in axes) == \
+        sorted(found.grid["rank"])
+
+    page = tmp_path / "page.md"
+    argv = [str(real_sweep), "--against", str(grid), "--report", str(page), "--commit", "abc"]
+    assert aggregate.main(argv) == 0
+    first = page.read_text()
+    assert "### Exact extension at scale" in first and "2 of 2 equal" in first
+    assert "**Commit:** abc" in first and str(tmp_path) not in first
+    assert aggregate.main(argv) == 0 and page.read_text() == first  # same dirs, same bytes
+
+    assert aggregate.main([str(grid), "--against", str(real_sweep), "--report",
+                           str(tmp_path / "x.md")]) == 1  # a grid has no halving record
+    with pytest.raises(SystemExit):
+        aggregate.main([str(real_sweep), "--against", str(grid)])  # --against needs --report
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from gansweep.report import grouping, halving, plots, publish, render
+from gansweep.report import (grouping, halving, plots, publish, render, search,
+                             search_page)
 from gansweep.report.studies import StudyError
 from gansweep.report.table import collect, findings, frame_studies, primary_metric
 
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--machine", help="the machine it ran on, shown verbatim")
     report.add_argument("--metric", help="the metric to rank by (default: the table's primary "
                         "metric, e.g. fid_lenet)")
+    report.add_argument("--against", metavar="GRID_DIR",
+                        help="with one halving sweep dir and --report: read it against the "
+                        "full grid's sweep dir (cost, winners, regret, rung agreement; "
+                        "gansweep.report.search)")
     report.add_argument("--resamples", type=int, default=publish.RESAMPLES,
                         help="bootstrap resamples of the seeds for rho's interval "
                         "(default: %(default)s)")
@@ -136,18 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.report and args.out:
         parser.error("--out is the table files' folder: with --report, use --figures")
     if not args.report and any((args.figures, args.section, args.command, args.commit,
-                                args.machine, args.metric)):
-        parser.error("--figures, --section, --command, --commit, --machine and --metric "
-                     "go with --report")
+                                args.machine, args.metric, args.against)):
+        parser.error("--figures, --section, --command, --commit, --machine, --metric and "
+                     "--against go with --report")
+    if args.against and (len(args.dirs) != 1 or args.figures or args.metric):
+        parser.error("--against reads one halving sweep dir against one grid dir (it ranks by "
+                     "the sweep's own objective and draws no figures): gansweep-table "
+                     "<halving dir> --against <grid dir> --report PAGE")
     try:
-        if args.report:
+        if args.against:
+            search_page.publish(args.dirs[0], args.against, args.report,
+                                search_page.TITLE if args.title == publish.TITLE
+                                else args.title or None,
+                                args.command, args.commit, args.machine, args.section)
+            print(f"Report: {args.report}")
+        elif args.report:
             publish.publish(args.dirs, args.report, args.figures, args.title or None,
                             args.command, args.commit, args.machine, args.metric,
                             args.resamples, args.section)
             print(f"Report: {args.report}")
         else:
             aggregate(args.dirs, args.out)
-    except (FileNotFoundError, OutputError, StudyError, publish.PublishError) as exc:
+    except (FileNotFoundError, OutputError, StudyError, publish.PublishError,
+            search.SearchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

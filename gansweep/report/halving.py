@@ -74,6 +74,12 @@ def summary_lines(sweep_dir: Path, record: dict) -> list[str]:
     lines = [f"Successive halving: {record['settings']} settings x {record.get('seeds', 1)} "
              f"seed(s), {record['budget']} = {ladder}, eta {record['eta']}; each rung keeps the "
              f"best 1/{record['eta']} by mean objective over seeds (lower is better; ↑ went up)."]
+    for rung in record["rungs"]:
+        tied = rung.get("tied_at_cut")
+        if tied:
+            lines.append(f"{record['budget']}={rung['budget']}: {tied['settings']} settings tie "
+                         f"at the cut (mean objective {tied['mean']:.4g}); {tied['promoted']} "
+                         "went up in grid order: this rung could not rank them.")
     for lower, upper in zip(record["rungs"], record["rungs"][1:]):
         a = agreement(lower, upper)
         rho = "n/a (fewer than 3 settings or no spread)" if math.isnan(a["rho"]) else f"{a['rho']:.2f}"
