@@ -209,6 +209,50 @@ def test_the_search_report_reads_halving_against_the_full_grid(real_sweep, tmp_p
                            str(tmp_path / "x.md")]) == 1  # a grid has no halving record
     with pytest.raises(SystemExit):
         aggregate.main([str(real_sweep), "--against", str(grid)])  # --against needs --report
+    _search_refuses_or_notes_what_is_not_like_for_like(real_sweep, grid, tmp_path)
+
+
+def _search_refuses_or_notes_what_is_not_like_for_like(sweep: Path, grid: Path, tmp: Path):
+    import shutil
+
+    from gansweep.report import search
+
+    def edit(job: Path, **changes):
+        path = job / "summary.json"
+        summary = json.loads(path.read_text())
+        summary.update(changes)
+        path.write_text(json.dumps(summary))
+
+    jobs = sorted(p for p in grid.iterdir() if (p / "summary.json").exists())
+    metric = json.loads((jobs[0] / "summary.json").read_text())["objective_metric"]
+
+    twice = shutil.copytree(grid, tmp / "twice")  # a run copied under another name
+    shutil.copytree(twice / jobs[0].name, twice / "99_copy")
+    with pytest.raises(search.SearchError, match="are the same setting and seed; keep one"):
+        search.analyse(sweep, twice)
+
+    other = shutil.copytree(grid, tmp / "other")  # the grid ranked by another objective
+    edit(other / jobs[0].name, objective_metric="high_quality")
+    with pytest.raises(search.SearchError, match="ranks by high_quality, the halving sweep by"):
+        search.analyse(sweep, other)
+
+    broken = shutil.copytree(grid, tmp / "broken")  # a seed missing, a setting without a value
+    shutil.rmtree(broken / jobs[0].name)
+    key = search.setting_key(json.loads((jobs[1] / "summary.json").read_text()))
+    for job in jobs[1:]:
+        if search.setting_key(json.loads((job / "summary.json").read_text())) == key:
+            edit(broken / job.name, **{metric: None})
+        (broken / job.name / "samples" / "final.png").unlink(missing_ok=True)
+    found = search.analyse(sweep, broken)
+    assert any("finished seeds" in n and "are not the halving sweep's" in n for n in found.notes)
+    assert any(f"no finite {metric} in the grid; ranked last" in n for n in found.notes)
+    assert found.grid.iloc[-1]["key"] == key and found.exact["compared"] == 0
+    assert any(n.startswith("not compared for exactness") for n in found.notes)
+
+    record = shutil.copytree(sweep, tmp / "record", symlinks=True)
+    (record / "halving.json").write_text("{\"rungs\": [")
+    with pytest.raises(search.SearchError, match="not a halving record the sweeper wrote"):
+        search.analyse(record, grid)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -133,7 +133,23 @@ class Search:
     exact: dict = field(default_factory=dict)  # compared, equal, differing
     predictors: list[dict] = field(default_factory=list)  # metric, settings, distinct, rho
     winners: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what is not like for like
     markdown: str = ""
+
+
+def _sortable_seed(seed):
+    return (0, float(seed), "") if isinstance(seed, (int, float)) else (1, 0.0, str(seed))
+
+
+def _seeds(seeds) -> str:
+    return "{" + ", ".join(str(s) for s in sorted(seeds, key=_sortable_seed)) + "}"
+
+
+def _same(a, b) -> bool:
+    """Equal to the bit; NaN equals NaN (two identical failed evaluations)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
 
 
 def _jobs(sweep_dir: Path) -> list[tuple[Path, dict]]:
@@ -141,81 +157,122 @@ def _jobs(sweep_dir: Path) -> list[tuple[Path, dict]]:
             if p.is_dir() and (s := _summary(p))]
 
 
+def seed_of(summary: dict):
+    """The run's seed (its identity's, else summary.json's)."""
+    identity = summary.get("identity")
+    return identity.get("seed") if isinstance(identity, dict) and "seed" in identity \
+        else summary.get("seed")
+
+
+def _cost(sweep_dir: Path, jobs: list[tuple[Path, dict]], notes: list[str]) -> dict:
+    """Jobs, batches and training seconds over every job dir of a sweep, each net of the run
+    it continued; a job whose donor's summary cannot be read is named (its seconds then
+    include the donor's)."""
+    cost = {"jobs": 0, "batches": 0, "seconds": 0.0}
+    for path, summary in jobs:
+        if summary.get("extended_from") and not _donor(path, summary):
+            notes.append(f"{sweep_dir.name}/{path.name}: the run it continued has no readable "
+                         "summary.json, so its seconds include that run's")
+        batches, seconds = own_cost(path, summary)
+        cost["jobs"] += 1
+        cost["batches"] += batches
+        cost["seconds"] += seconds
+    return cost
+
+
 def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
     halving_dir, grid_dir = Path(halving_dir), Path(grid_dir)
-    record = halving_report.read(halving_dir)
+    try:
+        record = halving_report.read(halving_dir)
+        if record and record.get("rungs"):
+            top, _ = record["ladder"][-1], record["budget"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SearchError(f"{halving_dir / halving_report.RECORD}: not a halving record the "
+                          f"sweeper wrote ({type(exc).__name__}: {exc}); rerun the halving "
+                          "command to rewrite it") from None
     if not record or not record.get("rungs"):
         raise SearchError(f"{halving_dir}: no halving.json with a finished rung; pass the "
                           "sweep dir of a hydra/sweeper=halving sweep as the first dir")
     if not grid_dir.is_dir():
         raise SearchError(f"--against {grid_dir}: no such dir; pass the full grid's sweep dir")
-    top = record["ladder"][-1]
+    notes: list[str] = []
 
-    # halving: every job, keyed by its setting; the label the sweeper gave it
-    label, by_job, rung_of, runs_at = {}, {}, {}, {}
-    cost_h = {"jobs": 0, "batches": 0, "seconds": 0.0}
+    # halving: every recorded job, keyed by its setting; the label the sweeper gave it
+    label, by_job, rung_of, runs_at, seeds_h = {}, {}, {}, {}, {}
+    metric = None
     for rung in record["rungs"]:
         for s in rung["settings"]:
             for job in s.get("jobs") or []:
-                if not job:
-                    continue
-                summary = _summary(halving_dir / job)
+                summary = _summary(halving_dir / job) if job else {}
                 key = setting_key(summary)
                 if key is None:
+                    notes.append(f"halving: a job of {s['setting']} at {record['budget']}="
+                                 f"{rung['budget']} ({job or 'no dir'}) has no readable "
+                                 "summary.json; it is in no number here")
                     continue
                 label.setdefault(key, s["setting"])
                 by_job[job] = (key, summary)
                 rung_of.setdefault(key, {})[rung["budget"]] = s
                 runs_at.setdefault(rung["budget"], {}).setdefault(key, []).append(summary)
-                batches, seconds = own_cost(halving_dir / job, summary)
-                cost_h["jobs"] += 1
-                cost_h["batches"] += batches
-                cost_h["seconds"] += seconds
+                seeds_h.setdefault(key, set()).add(seed_of(summary))
+                metric = metric or summary.get("objective_metric")
 
-    # grid: ok runs at the top budget, by setting
-    cost_g = {"jobs": 0, "batches": 0, "seconds": 0.0}
-    values: dict[str, list] = {}
-    grid_runs: dict[tuple, dict] = {}
-    grid_paths: dict[tuple, Path] = {}
-    metric = None
-    for path, summary in _jobs(grid_dir):
+    # grid: ok runs at the top budget, by setting and seed
+    grid_jobs = _jobs(grid_dir)
+    values: dict[str, dict] = {}
+    grid_runs: dict[tuple, tuple[Path, dict]] = {}
+    for path, summary in grid_jobs:
         key = setting_key(summary)
-        if key is None:
+        if key is None or summary.get("status") != "ok" or summary.get("epochs") != top:
             continue
-        batches, seconds = own_cost(path, summary)
-        cost_g["jobs"] += 1
-        cost_g["batches"] += batches
-        cost_g["seconds"] += seconds
-        if summary.get("status") != "ok" or summary.get("epochs") != top:
-            continue
-        metric, value = objective_value(summary)
-        values.setdefault(key, []).append(value)
-        grid_runs[(key, summary.get("seed"))] = summary
-        grid_paths[(key, summary.get("seed"))] = path
+        theirs = summary.get("objective_metric")
+        if metric and theirs and theirs != metric:
+            raise SearchError(f"--against {grid_dir}: {path.name} ranks by {theirs}, the "
+                              f"halving sweep by {metric}; train the grid with the same "
+                              "objective (dataset.objective / fid.objective)")
+        metric = metric or theirs
+        seed = seed_of(summary)
+        if (key, seed) in grid_runs:
+            raise SearchError(f"--against {grid_dir}: {grid_runs[(key, seed)][0].name} and "
+                              f"{path.name} are the same setting and seed; keep one (a grid "
+                              "dir holds one run per setting and seed)")
+        grid_runs[(key, seed)] = (path, summary)
+        values.setdefault(key, {})[seed] = objective_value(summary)[1] if not metric else (
+            math.nan if summary.get(metric) is None else float(summary[metric]))
     if not values:
         raise SearchError(f"--against {grid_dir}: no finished run at the top budget "
-                          f"(trainer.epochs={top}); run the grid at that budget first")
-    lower = _lower(metric)
+                          f"({record['budget']}={top}); run the grid at that budget first")
     missing = [label[k] for k in label if k not in values]
     if missing:
         raise SearchError(f"--against {grid_dir}: the grid has no finished run of "
                           f"{len(missing)} halving setting(s), e.g. {missing[0]}; the grid "
                           "must train every setting of the halving sweep at its top budget")
+    lower = _lower(metric)
+    for key in label:
+        if set(values[key]) != seeds_h[key]:
+            notes.append(f"{label[key]}: the grid's finished seeds "
+                         f"{_seeds(values[key])} are not the halving sweep's "
+                         f"{_seeds(seeds_h[key])}")
 
     rows = []
-    for key, vals in values.items():
+    for key, by_seed in values.items():
         if key not in label:
             continue  # a setting the halving sweep did not search
+        vals = [by_seed[seed] for seed in sorted(by_seed, key=_sortable_seed)]
         rows.append({"key": key, "label": label[key], "values": vals,
                      **grouping.interval(vals)})
+        if not np.isfinite(rows[-1]["mean"]):
+            notes.append(f"{label[key]}: no finite {metric} in the grid; ranked last")
     grid = pd.DataFrame(rows)
     sign = 1 if lower else -1
     grid["score"] = sign * grid["mean"]
-    grid = grid.sort_values(["score", "label"]).reset_index(drop=True)
-    grid["rank"] = grid["score"].rank(method="min").astype(int)
+    grid = grid.sort_values(["score", "label"], na_position="last").reset_index(drop=True)
+    grid["rank"] = grid["score"].rank(method="min", na_option="bottom").astype(int)
 
+    cost = {"grid": _cost(grid_dir, grid_jobs, notes),
+            "halving": _cost(halving_dir, _jobs(halving_dir), notes)}
     search = Search(metric=metric or "objective", lower=lower, grid=grid, record=record,
-                    cost={"grid": cost_g, "halving": cost_h})
+                    cost=cost, notes=notes)
 
     # each rung's ranking against the grid's, on the settings the rung trained
     grid_mean = dict(zip(grid["key"], grid["mean"]))
@@ -254,24 +311,31 @@ def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
                                   "distinct": len({a for a, _ in pairs}), "rho": rho})
 
     # the halving runs at the top budget against the grid's runs of the same setting and seed
-    compared, equal, differing = 0, 0, []
+    compared, equal, differing, unchecked = 0, 0, [], []
     for job, (key, summary) in sorted(by_job.items()):
         if summary.get("epochs") != top or summary.get("status") != "ok":
             continue
-        other = grid_runs.get((key, summary.get("seed")))
-        if other is None:
+        twin = grid_runs.get((key, seed_of(summary)))
+        if twin is None:
+            continue
+        mine, theirs = _metrics(summary), _metrics(twin[1])
+        images = _final_image(halving_dir / job, summary), _final_image(*twin)
+        if None in images or not all(isinstance(x.get(k), (int, float)) for x in (mine, theirs)
+                                     for k in ("batches_done", "objective")):
+            unchecked.append(job)  # nothing to compare is no proof of equality
             continue
         compared += 1
-        mine, theirs = _metrics(summary), _metrics(other)
         keys = sorted(set(mine) | set(theirs))
-        differ = [k for k in keys if mine.get(k, "absent") != theirs.get(k, "absent")]
-        twin = grid_paths[(key, summary.get("seed"))]
-        if _final_image(halving_dir / job, summary) != _final_image(twin, other):
+        differ = [k for k in keys if not _same(mine.get(k, "absent"), theirs.get(k, "absent"))]
+        if images[0] != images[1]:
             differ.append("final sample image")
         if differ:
             differing.append(f"{job} ({', '.join(differ)})")
         else:
             equal += 1
+    if unchecked:
+        notes.append(f"not compared for exactness (no final sample image or no objective on "
+                     f"one side): {', '.join(unchecked)}")
     search.exact = {"compared": compared, "equal": equal, "differing": differing}
 
     # the winners and the regret

@@ -58,6 +58,9 @@ def render(search: Search, title: str | None = TITLE, command: str | None = None
     if command:
         head += ["", "**Commands:**", "", "```bash", command.strip(), "```"]
 
+    if search.notes:
+        head += ["", "**Not like for like:**", ""] + [f"- {n}" for n in search.notes]
+
     g, h = search.cost["grid"], search.cost["halving"]
     cost = _table(["sweep", "jobs", "batches trained", "share of the grid's batches",
                    "training seconds (sum over jobs)", "share of the grid's seconds"], [
@@ -67,8 +70,9 @@ def render(search: Search, title: str | None = TITLE, command: str | None = None
          f"{h['batches'] / g['batches']:.1%}" if g["batches"] else "-",
          f"{h['seconds']:,.0f}", f"{h['seconds'] / g['seconds']:.1%}" if g["seconds"] else "-"]])
     body = head + ["", "### Cost", "", cost, "",
-                   "Each job counts what it trained itself: an extended job not the batches "
-                   "and seconds of the run it continued. Seconds are the training loops' "
+                   "Every job dir of each sweep (any budget or status) counts what it "
+                   "trained itself: an extended job not the batches and seconds of the run it "
+                   "continued. Seconds are the training loops' "
                    "(summary.json `wall_seconds`), without process start and evaluation."]
 
     best, pick = w["grid"], w["halving"]
@@ -150,7 +154,7 @@ def render(search: Search, title: str | None = TITLE, command: str | None = None
                      ", ".join(_num(v) for v in r["values"]), str(max(reached, default="-"))]
                     + cells)
     body += ["", "### Every setting", "", _table(
-        ["grid rank", "setting", f"grid's {search.metric} (mean ± 95% CI)", "per seed",
+        ["grid rank", "setting", f"grid's {search.metric} (mean ± 95% CI)", "per seed (seed order)",
          "halving reached"] + [f"halving at {record['budget']}={rung['budget']} (mean, rank)"
                                for rung in record["rungs"]], rows), "",
         "Halving columns: the setting's mean over seeds at that rung and its rank there; ↑: "
