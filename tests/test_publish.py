@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gansweep.report import aggregate, publish
+from gansweep.report import aggregate, blocks, publish
 
 FIXTURE = Path(__file__).parent / "fixtures" / "publish_sweep"
 T_975_1 = 12.706204736174698  # Student t, 97.5th percentile, 1 degree of freedom
@@ -157,7 +157,7 @@ def test_rerun_reproduces_the_files_byte_for_byte(tmp_path):
 
 
 def test_an_existing_page_keeps_its_prose(tmp_path):
-    begin, end = publish.markers("seeds")
+    begin, end = blocks.markers("seeds")
     page = tmp_path / "results.md"
     page.write_text(f"# Results\n\nHand-written intro.\n\n{begin}\nold numbers\n{end}\n\n"
                     "## Reading\n\nHand-written reading.\n")
@@ -168,7 +168,7 @@ def test_an_existing_page_keeps_its_prose(tmp_path):
     assert "old numbers" not in text and text.count(begin) == 1
     bare = tmp_path / "other.md"
     bare.write_text("# Prose only\n")
-    with pytest.raises(publish.PublishError, match="without the markers"):
+    with pytest.raises(blocks.PublishError, match="without the markers"):
         publish.publish([FIXTURE], bare)
     assert bare.read_text() == "# Prose only\n"
 
@@ -190,3 +190,34 @@ def test_cli_writes_the_report_and_nothing_into_the_sweep(tmp_path, capsys):
     assert digest(sweep) == before
     assert aggregate.main([str(tmp_path / "nope"), "--report", str(out)]) == 1
     assert "not a sweep or run directory" in capsys.readouterr().err
+
+
+def test_epochs_reports_one_budget_of_an_extended_sweep(tmp_path):
+    """A sweep relaunched with a larger trainer.epochs holds both budgets' runs; --epochs N
+    reports only the runs of budget N (the others are counted, not mixed into the means)."""
+    import json
+
+    sweep = tmp_path / "publish_sweep"
+    shutil.copytree(FIXTURE, sweep)
+    job = next(p for p in sorted(sweep.iterdir()) if (p / "summary.json").exists()
+               and json.loads((p / "summary.json").read_text()).get("status") == "ok")
+    longer = sweep / f"{job.name}_longer"
+    shutil.copytree(job, longer)
+    summary = json.loads((longer / "summary.json").read_text())
+    summary["epochs"] = 9
+    (longer / "summary.json").write_text(json.dumps(summary))
+
+    plain = publish.analyse([FIXTURE])
+    at3 = publish.analyse([sweep], epochs=3)
+    assert at3.left_out == 1 and len(at3.frame) == len(plain.frame)
+    assert at3.groups["group"].tolist() == plain.groups["group"].tolist()
+    assert at3.groups["fid_lenet_mean"].tolist() == plain.groups["fid_lenet_mean"].tolist()
+    at9 = publish.analyse([sweep], epochs=9)
+    assert len(at9.frame) == 1 and at9.left_out == len(plain.frame)
+    with pytest.raises(FileNotFoundError, match="no job with trainer.epochs=4"):
+        publish.analyse([sweep], epochs=4)
+    page = tmp_path / "page.md"
+    assert aggregate.main([str(sweep), "--report", str(page), "--epochs", "3"]) == 0
+    assert "Only the jobs with trainer.epochs=3 (`--epochs`); 1 job dir(s)" in page.read_text()
+    with pytest.raises(SystemExit):  # --epochs goes with --report
+        aggregate.main([str(sweep), "--epochs", "3"])

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from gansweep.report import (grouping, halving, plots, publish, render, search,
+from gansweep.report import (blocks, grouping, halving, plots, publish, render, search,
                              search_page)
 from gansweep.report.studies import StudyError
 from gansweep.report.table import collect, findings, frame_studies, primary_metric
@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with one halving sweep dir and --report: read it against the "
                         "full grid's sweep dir (cost, winners, regret, rung agreement; "
                         "gansweep.report.search)")
+    report.add_argument("--epochs", type=int, metavar="N",
+                        help="only the jobs trained to trainer.epochs=N (a sweep extended to a "
+                        "larger budget holds both budgets' runs)")
     report.add_argument("--resamples", type=int, default=publish.RESAMPLES,
                         help="bootstrap resamples of the seeds for rho's interval "
                         "(default: %(default)s)")
@@ -141,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.report and args.out:
         parser.error("--out is the table files' folder: with --report, use --figures")
     if not args.report and any((args.figures, args.section, args.command, args.commit,
-                                args.machine, args.metric, args.against)):
-        parser.error("--figures, --section, --command, --commit, --machine, --metric and "
-                     "--against go with --report")
+                                args.machine, args.metric, args.against,
+                                args.epochs is not None)):
+        parser.error("--figures, --section, --command, --commit, --machine, --metric, "
+                     "--epochs and --against go with --report")
     if args.against and (len(args.dirs) != 1 or args.figures or args.metric):
         parser.error("--against reads one halving sweep dir against one grid dir (it ranks by "
                      "the sweep's own objective and draws no figures): gansweep-table "
@@ -158,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.report:
             publish.publish(args.dirs, args.report, args.figures, args.title or None,
                             args.command, args.commit, args.machine, args.metric,
-                            args.resamples, args.section)
+                            args.resamples, args.section, args.epochs)
             print(f"Report: {args.report}")
         else:
             aggregate(args.dirs, args.out)
-    except (FileNotFoundError, OutputError, StudyError, publish.PublishError,
+    except (FileNotFoundError, OutputError, StudyError, blocks.PublishError,
             search.SearchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

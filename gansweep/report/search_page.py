@@ -1,9 +1,8 @@
 """The markdown block of a search (gansweep.report.search):
 ``gansweep-table <halving sweep dir> --against <grid sweep dir> --report <page.md>``.
 
-Written into a new file or between the markers of an existing page (the same markers as
-gansweep.report.publish's study blocks). Same dirs, same bytes: no time, no absolute path,
-fixed formats.
+Written into a new file or between the markers of an existing page (gansweep.report.blocks).
+Same dirs, same bytes: no time, no absolute path, fixed formats.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gansweep.report.publish import splice
+from gansweep.report.blocks import splice
 from gansweep.report.search import Search, analyse, axis_effects
 
 TITLE = "Successive halving against the full grid"
