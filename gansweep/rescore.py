@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             done += 1
             shown = ", ".join(f"{k} {v:.4g}" for k, v in record["values"].items()
                               if isinstance(v, float) and not k.startswith("floor_"))
-            print(f"{run_dir.name} {kind} (epoch {record['epoch']}): {shown}")
+            when = ("" if record["epoch"] is None else  # records count epochs from 0
+                    f" (after epoch {record['epoch'] + 1}, step {record['step']})")
+            print(f"{run_dir.name} {kind}{when}: {shown}")
     if args.table:
         for root in dirs:
             if not (root / "summary.json").exists():

@@ -46,6 +46,8 @@ def test_the_runs_own_settings_reproduce_its_numbers(finished, mnist_root, capsy
                 "coverage_lenet"):
         assert record["values"][key] == summary[key], key  # to the bit
     assert record["epoch"] == 1 and record["step"] == summary["batches_done"] - 1
+    said = capsys.readouterr().out  # the record counts from 0, the line from 1 (2 epochs)
+    assert f"final (after epoch 2, step {summary['batches_done'] - 1}): fid_lenet" in said
     assert _record(finished) == before  # summary, metrics, checkpoints, grids untouched
     stored = path.read_bytes()
     assert rescore.main([str(finished), *own, "--which", "final"]) == 0
