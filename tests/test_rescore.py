@@ -112,3 +112,19 @@ def test_only_fid_overrides_are_taken(tmp_path):
     with pytest.raises(SystemExit, match="fid group only.*not trainer.epochs=3"):
         rescore.compose_fid(["trainer.epochs=3"])
     assert rescore.compose_fid(["fid=inception"]).extractor == "inception"
+
+
+def test_a_rescore_that_reproduces_a_runs_own_number_adds_no_column():
+    """Asking a finished run for one more metric (fid.metrics=[fid,kid,confident]) scores its
+    FID again with the same samples: the equal number is not shown twice (as fid_lenet@hash);
+    a different one is."""
+    from gansweep.report.table import name_rescored
+
+    rows = [{"fid_lenet": 241.2, "kid_lenet": 87.2}, {"fid_lenet": 201.6, "kid_lenet": 68.8}]
+    name_rescored(rows, [[("fid_lenet", "f12d", 241.2), ("confident_lenet", "f12d", 0.36)],
+                         [("fid_lenet", "f12d", 201.6), ("confident_lenet", "f12d", 0.42)]])
+    assert rows == [{"fid_lenet": 241.2, "kid_lenet": 87.2, "confident_lenet": 0.36},
+                    {"fid_lenet": 201.6, "kid_lenet": 68.8, "confident_lenet": 0.42}]
+    rows = [{"fid_lenet": 241.2}]
+    name_rescored(rows, [[("fid_lenet", "a1b2", 240.0)]])  # other samples: another number
+    assert rows == [{"fid_lenet": 241.2, "fid_lenet@a1b2": 240.0}]

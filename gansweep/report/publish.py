@@ -38,7 +38,8 @@ RNG_SEED = 0
 TITLE = "Seed presets over seeds"
 THREADS = re.compile(r"\((\d+) torch threads\)")
 FORMATS = {"fid": ".1f", "kid": ".1f", **dict.fromkeys(("precision", "recall", "density",
-                                                       "coverage"), ".3f")}
+                                                       "coverage", "confident", "digits"),
+                                                      ".3f")}
 
 
 def finite(value) -> bool:

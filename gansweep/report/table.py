@@ -185,7 +185,11 @@ def rescored(job: Path) -> list[tuple[str, str, float]]:
 def name_rescored(rows: list[dict], found: list[list[tuple[str, str, float]]]) -> None:
     """Add the re-scored columns to the rows, named across the whole table: a metric's plain
     name when one setting gave it and no run's own evaluation did, else ``name@hash`` (the
-    settings' hash, as in the file names), so no number is shown under another's name."""
+    settings' hash, as in the file names), so no number is shown under another's name. A
+    re-scored value equal to the run's own under the same name (a re-score that also asked
+    for a metric the run already had, with the same samples) reproduces it and adds nothing."""
+    found = [[(name, digest, value) for name, digest, value in entries
+              if not (name in row and row[name] == value)] for row, entries in zip(rows, found)]
     hashes: dict[str, set[str]] = {}
     for entries in found:
         for name, digest, _ in entries:
