@@ -39,7 +39,7 @@ from gansweep.fid.evaluator import FidEvaluator
 from gansweep.identity import NOT_IN_IDENTITY
 from gansweep.noise import sample_generator
 from gansweep.report.aggregate import aggregate
-from gansweep.report.table import find_jobs
+from gansweep.report.table import find_jobs, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +139,6 @@ def score(run_dir: Path, fid_cfg: DictConfig, which: str, device: torch.device,
     return record
 
 
-def _summary(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def scorable(dirs: list[Path]) -> tuple[list[Path], list[str]]:
     """(finished runs with a final G under ``dirs``, why the others are left out). A dir named
     on the command line that is a run but cannot be scored stops everything, before any
@@ -156,7 +149,7 @@ def scorable(dirs: list[Path]) -> tuple[list[Path], list[str]]:
             raise SystemExit(f"error: {root} is not a directory. Fix: pass a run dir or a "
                              "sweep dir (outputs/multirun/...).")
         for run_dir in find_jobs(root):
-            status = _summary(run_dir).get("status", "no summary.json")
+            status = read_summary(run_dir).get("status", "no summary.json")
             has_g = (run_dir / "checkpoints" / WHICH["final"]).is_file()
             if status == "ok" and has_g:
                 runs.append(run_dir)

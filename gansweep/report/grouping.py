@@ -120,6 +120,13 @@ def rank_groups(groups: pd.DataFrame, primary: str | None) -> pd.DataFrame:
     return groups.iloc[order].reset_index(drop=True)
 
 
+def spearman(ours, theirs) -> float:
+    """Spearman rho (average ranks for ties) of two equal-length sequences; NaN under 3
+    pairs (two points always give ±1) or where one ranking is all ties."""
+    a, b = pd.Series(list(ours), dtype=float).rank(), pd.Series(list(theirs), dtype=float).rank()
+    return float(a.corr(b)) if len(a) >= 3 and a.nunique() > 1 and b.nunique() > 1 else math.nan
+
+
 def rank_text(row) -> str:
     if row["rank"] is pd.NA or pd.isna(row["rank"]):
         return "-"

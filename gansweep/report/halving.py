@@ -11,7 +11,9 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from scipy.stats import spearmanr
+
+from gansweep.report import grouping
+from gansweep.report.table import read_summary
 
 RECORD = "halving.json"
 
@@ -27,10 +29,8 @@ def agreement(lower: dict, upper: dict) -> dict:
     means = {s["setting"]: s["mean"] for s in upper["settings"]}
     pairs = [(s["mean"], means[s["setting"]]) for s in lower["settings"]
              if s["setting"] in means and s["mean"] is not None and means[s["setting"]] is not None]
-    rho = math.nan
-    if len(pairs) >= 3 and len({a for a, _ in pairs}) > 1 and len({b for _, b in pairs}) > 1:
-        rho = float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
-    return {"from": lower["budget"], "to": upper["budget"], "settings": len(pairs), "rho": rho}
+    return {"from": lower["budget"], "to": upper["budget"], "settings": len(pairs),
+            "rho": grouping.spearman([a for a, _ in pairs], [b for _, b in pairs])}
 
 
 def steps(sweep_dir: Path, record: dict) -> dict:
@@ -41,9 +41,8 @@ def steps(sweep_dir: Path, record: dict) -> dict:
     for rung in record["rungs"]:
         for setting in rung["settings"]:
             for job in setting.get("jobs") or []:
-                summary = _summary(sweep_dir / job) if job else {}
-                done = summary.get("batches_done") or 0
-                spent += done - ((summary.get("extended_from") or {}).get("batches") or 0)
+                summary = read_summary(sweep_dir / job) if job else {}
+                spent += own_batches(summary)
                 per_epoch = per_epoch or summary.get("batches_per_epoch")
     full = (record["settings"] * record.get("seeds", 1) * record["ladder"][-1] * per_epoch
             if per_epoch else None)
@@ -51,11 +50,11 @@ def steps(sweep_dir: Path, record: dict) -> dict:
             "fraction": spent / full if full else None}
 
 
-def _summary(job: Path) -> dict:
-    try:
-        return json.loads((job / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
+def own_batches(summary: dict) -> int:
+    """The batches a job trained itself: an extended job's without those of the run it
+    continued."""
+    return int((summary.get("batches_done") or 0)
+               - ((summary.get("extended_from") or {}).get("batches") or 0))
 
 
 def rung_frame(record: dict) -> pd.DataFrame:

@@ -57,11 +57,7 @@ def interval_text(row, metric: str) -> str:
     return grouping.cell(row, metric, lambda v: number(metric, v), "(n 1: no CI)", spread=False)
 
 
-def spearman(ours, theirs) -> float:
-    """Spearman rho (average ranks for ties) of two equal-length sequences; NaN under 3
-    pairs (two points always give ±1) or where one ranking is all ties."""
-    a, b = pd.Series(list(ours), dtype=float).rank(), pd.Series(list(theirs), dtype=float).rank()
-    return float(a.corr(b)) if len(a) >= 3 and a.nunique() > 1 and b.nunique() > 1 else math.nan
+spearman = grouping.spearman  # kept under its old name: the report's rho
 
 
 def bootstrap_rho(values: list[np.ndarray], published: list[float], resamples: int = RESAMPLES,

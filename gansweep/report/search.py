@@ -34,23 +34,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from gansweep.report import grouping
 from gansweep.report import halving as halving_report
+from gansweep.report.table import read_summary
 
 IGNORED = ("seed", "trainer.epochs")  # what a setting's runs may differ in
 
 
 class SearchError(ValueError):
     """The two sweep dirs cannot be compared (no halving record, no finished runs, ...)."""
-
-
-def _summary(job: Path) -> dict:
-    try:
-        return json.loads((job / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def setting_key(summary: dict) -> str | None:
@@ -67,18 +60,15 @@ def _donor(job: Path, summary: dict) -> dict:
     run = (summary.get("extended_from") or {}).get("run")
     if not run:
         return {}
-    found = _summary(Path(run))
-    return found or _summary(job.parent / Path(run).name)
+    found = read_summary(Path(run))
+    return found or read_summary(job.parent / Path(run).name)
 
 
 def own_cost(job: Path, summary: dict) -> tuple[int, float]:
     """Batches and training seconds this job spent itself (without the run it continued)."""
     donor = _donor(job, summary)
-    batches = (summary.get("batches_done") or 0) - ((summary.get("extended_from") or {})
-                                                   .get("batches") or 0)
-    seconds = (summary.get("wall_seconds") or 0.0) - (donor.get("wall_seconds") or 0.0
-                                                      if donor else 0.0)
-    return int(batches), float(seconds)
+    seconds = (summary.get("wall_seconds") or 0.0) - (donor.get("wall_seconds") or 0.0)
+    return halving_report.own_batches(summary), float(seconds)
 
 
 def objective_value(summary: dict) -> tuple[str | None, float]:
@@ -137,12 +127,8 @@ class Search:
     markdown: str = ""
 
 
-def _sortable_seed(seed):
-    return (0, float(seed), "") if isinstance(seed, (int, float)) else (1, 0.0, str(seed))
-
-
 def _seeds(seeds) -> str:
-    return "{" + ", ".join(str(s) for s in sorted(seeds, key=_sortable_seed)) + "}"
+    return "{" + ", ".join(str(s) for s in sorted(seeds, key=_sortable)) + "}"
 
 
 def _same(a, b) -> bool:
@@ -154,7 +140,7 @@ def _same(a, b) -> bool:
 
 def _jobs(sweep_dir: Path) -> list[tuple[Path, dict]]:
     return [(p, s) for p in sorted(sweep_dir.iterdir())
-            if p.is_dir() and (s := _summary(p))]
+            if p.is_dir() and (s := read_summary(p))]
 
 
 def seed_of(summary: dict):
@@ -185,7 +171,9 @@ def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
     try:
         record = halving_report.read(halving_dir)
         if record and record.get("rungs"):
-            top, _ = record["ladder"][-1], record["budget"]
+            top = record["ladder"][-1]
+            if "budget" not in record:  # every line below names the budget
+                raise KeyError("budget")
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise SearchError(f"{halving_dir / halving_report.RECORD}: not a halving record the "
                           f"sweeper wrote ({type(exc).__name__}: {exc}); rerun the halving "
@@ -203,7 +191,7 @@ def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
     for rung in record["rungs"]:
         for s in rung["settings"]:
             for job in s.get("jobs") or []:
-                summary = _summary(halving_dir / job) if job else {}
+                summary = read_summary(halving_dir / job) if job else {}
                 key = setting_key(summary)
                 if key is None:
                     notes.append(f"halving: a job of {s['setting']} at {record['budget']}="
@@ -258,7 +246,7 @@ def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
     for key, by_seed in values.items():
         if key not in label:
             continue  # a setting the halving sweep did not search
-        vals = [by_seed[seed] for seed in sorted(by_seed, key=_sortable_seed)]
+        vals = [by_seed[seed] for seed in sorted(by_seed, key=_sortable)]
         rows.append({"key": key, "label": label[key], "values": vals,
                      **grouping.interval(vals)})
         if not np.isfinite(rows[-1]["mean"]):
@@ -280,9 +268,7 @@ def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
         keys = [k for k, r in rung_of.items() if rung["budget"] in r]
         pairs = [(rung_of[k][rung["budget"]]["mean"], grid_mean[k]) for k in keys
                  if rung_of[k][rung["budget"]]["mean"] is not None and k in grid_mean]
-        rho = math.nan
-        if len(pairs) >= 3 and len({a for a, _ in pairs}) > 1 and len({b for _, b in pairs}) > 1:
-            rho = float(spearmanr([a for a, _ in pairs], [sign * b for _, b in pairs]).statistic)
+        rho = grouping.spearman([a for a, _ in pairs], [sign * b for _, b in pairs])
         best = min((k for k in keys), key=lambda k: (rung_of[k][rung["budget"]]["rank"],
                                                      label[k]))
         nxt = (halving_report.agreement(rung, record["rungs"][index + 1])
@@ -304,9 +290,7 @@ def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
             if len(vals) == len(summaries) and key in grid_mean:
                 pairs.append((float(np.mean(vals)) * (1 if _lower(name) else -1),
                               sign * grid_mean[key]))
-        rho = math.nan
-        if len(pairs) >= 3 and len({a for a, _ in pairs}) > 1 and len({b for _, b in pairs}) > 1:
-            rho = float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
+        rho = grouping.spearman([a for a, _ in pairs], [b for _, b in pairs])
         search.predictors.append({"metric": name, "settings": len(pairs),
                                   "distinct": len({a for a, _ in pairs}), "rho": rho})
 
@@ -376,8 +360,9 @@ def axis_effects(grid: pd.DataFrame) -> list[dict]:
     return out
 
 
-def _sortable(value: str):
+def _sortable(value):
+    """Numbers (or numeric words) in numeric order before the other words."""
     try:
         return (0, float(value), "")
-    except ValueError:
-        return (1, 0.0, value)
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))

@@ -67,6 +67,11 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def read_summary(job: Path) -> dict:
+    """A job's summary.json ({} where there is none yet or it cannot be read)."""
+    return _read_json(job / "summary.json") or {}
+
+
 def select(cfg: dict | None, dotted: str) -> Any:
     node: Any = cfg or {}
     for part in dotted.split("."):
