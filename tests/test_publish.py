@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gansweep.report import aggregate, blocks, publish
+from gansweep.report import aggregate, blocks, publish, slopes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "publish_sweep"
 T_975_1 = 12.706204736174698  # Student t, 97.5th percentile, 1 degree of freedom
@@ -72,6 +72,42 @@ def test_per_epoch_means_leave_the_unfinished_run_out(study):
     assert study.epochs["seed_standard"] == {1: (310.0, 2), 2: (55.0, 2), 3: (10.5, 2)}
     assert study.epochs["seed_coulomb_2"] == {1: (390.0, 2), 2: (200.0, 2), 3: (146.0, 2)}
     assert "| seed_coulomb_1 | 2 | 410.0 | 190.0 | 145.0 |" in study.markdown
+
+
+def test_slopes_at_the_end_of_the_curves_by_hand(study):
+    # a least-squares line through epochs 1, 2, 3 has slope (y3 - y1) / 2: standard
+    # (10 - 300) / 2 = -145 and (11 - 320) / 2 = -154.5, mean -149.75 ± 6.353 x 9.5; No.1
+    # -125 and -140, mean -132.5; No.2 -117.5 and -126.5, mean -122 (its interrupted seed has
+    # one evaluation and no slope)
+    fits = study.slopes
+    assert fits["seed_standard"]["mean"] == pytest.approx(-149.75)
+    assert fits["seed_standard"]["ci_high"] - fits["seed_standard"]["mean"] == pytest.approx(
+        half_width(-145, -154.5))
+    assert (fits["seed_coulomb_1"]["mean"], fits["seed_coulomb_2"]["mean"]) == (
+        pytest.approx(-132.5), pytest.approx(-122.0))
+    assert [fits[g]["n"] for g in fits] == [2, 2, 2]
+    assert fits["seed_standard"]["window"] == (1, 3)
+    # the leader (standard) falls faster than both: their gaps (134.5, 135.5) widen
+    md = study.markdown
+    assert "| seed_standard | 2 | 1-3 | -149.8 ± 60.4 | leader | - |" in md
+    assert "| seed_coulomb_1 | 2 | 1-3 | -132.5 ± 95.3 | 134.5 | does not close |" in md
+    assert "| seed_coulomb_2 | 2 | 1-3 | -122.0 ± 57.2 | 135.5 | does not close |" in md
+
+
+def test_slope_of_the_last_evaluations_and_the_epochs_to_draw_level():
+    curve = {0: 100.0, 1: 90.0, 2: 70.0, 3: 60.0, 4: 40.0}  # 0-based epochs, as recorded
+    value, window = slopes.slope(curve)  # epochs 3-5: 70, 60, 40 -> (40 - 70) / 2
+    assert (value, window) == (pytest.approx(-15.0), [3, 4, 5])
+    assert slopes.slope(curve, 2) == (pytest.approx(-20.0), [4, 5])
+    assert math.isnan(slopes.slope({4: 40.0})[0])  # one point has no slope
+    # lower is better: 30 behind, the leader falls 2 per epoch and the setting 5: 30 / 3 = 10
+    assert slopes.epochs_to_close(30.0, -2.0, -5.0, lower=True) == pytest.approx(10.0)
+    assert slopes.epochs_to_close(30.0, -5.0, -2.0, lower=True) == math.inf  # widens
+    assert slopes.epochs_to_close(30.0, -2.0, -2.0, lower=True) == math.inf  # holds
+    # higher is better (precision): 0.2 behind, rising 0.05 per epoch faster: 4 epochs
+    assert slopes.epochs_to_close(0.2, 0.01, 0.06, lower=False) == pytest.approx(4.0)
+    assert math.isnan(slopes.epochs_to_close(0.0, -2.0, -5.0, lower=True))  # level already
+    assert math.isnan(slopes.epochs_to_close(30.0, math.nan, -5.0, lower=True))
 
 
 def test_spearman_per_seed_and_on_means(study):
@@ -184,7 +220,8 @@ def test_cli_writes_the_report_and_nothing_into_the_sweep(tmp_path, capsys):
     text = out.read_text()
     assert "## Fixture" in text and "over 500 resamples" in text
     assert "](../fig/report_curves_fid_lenet.png)" in text
-    for wrong in (["--figures", "x"], ["--report", str(out), "--out", str(tmp_path)]):
+    for wrong in (["--figures", "x"], ["--report", str(out), "--out", str(tmp_path)],
+                  ["--report", str(out), "--slope-epochs", "1"]):
         with pytest.raises(SystemExit):  # report options without --report; --out with it
             aggregate.main([str(sweep), *wrong])
     assert digest(sweep) == before

@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--epochs", type=int, metavar="N",
                         help="only the jobs trained to trainer.epochs=N (a sweep extended to a "
                         "larger budget holds both budgets' runs)")
+    report.add_argument("--slope-epochs", type=int, default=publish.slopes.LAST, metavar="K",
+                        help="fit each run's slope to its last K evaluations (default: "
+                        "%(default)s)")
     report.add_argument("--resamples", type=int, default=publish.RESAMPLES,
                         help="bootstrap resamples of the seeds for rho's interval "
                         "(default: %(default)s)")
@@ -148,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                                 args.epochs is not None)):
         parser.error("--figures, --section, --command, --commit, --machine, --metric, "
                      "--epochs and --against go with --report")
+    if args.slope_epochs < 2:
+        parser.error(f"--slope-epochs {args.slope_epochs}: a slope needs at least 2 "
+                     "evaluations; pass --slope-epochs 2 or more")
     if args.against and (len(args.dirs) != 1 or args.figures or args.metric):
         parser.error("--against reads one halving sweep dir against one grid dir (it ranks by "
                      "the sweep's own objective and draws no figures): gansweep-table "
@@ -162,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.report:
             publish.publish(args.dirs, args.report, args.figures, args.title or None,
                             args.command, args.commit, args.machine, args.metric,
-                            args.resamples, args.section, args.epochs)
+                            args.resamples, args.section, args.epochs, args.slope_epochs)
             print(f"Report: {args.report}")
         else:
             aggregate(args.dirs, args.out)

@@ -29,7 +29,7 @@ import pandas as pd
 from PIL import Image
 from scipy import stats
 
-from gansweep.report import grouping, plots
+from gansweep.report import grouping, plots, slopes
 from gansweep.report.blocks import splice
 from gansweep.report.table import STATUS_ORDER, collect, frame_studies, primary_metric
 
@@ -93,6 +93,7 @@ class Study:
     rho_seeds: list[dict] = field(default_factory=list)  # seed, n, rho, ranks
     rho_means: dict = field(default_factory=dict)  # n, rho, low, high, resamples, used
     epochs: dict = field(default_factory=dict)  # group -> {epoch (1-based): (mean, n)}
+    slopes: dict = field(default_factory=dict)  # group -> interval() of per-run slopes, window
     figures: list[Path] = field(default_factory=list)
     epochs_only: int | None = None  # --epochs: the one budget reported
     left_out: int = 0  # jobs of other budgets (or without a summary) left out
@@ -125,9 +126,10 @@ def at_budget(frame: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, int]:
 
 
 def analyse(roots: list[Path | str], metric: str | None = None,
-            resamples: int = RESAMPLES, epochs: int | None = None) -> Study:
+            resamples: int = RESAMPLES, epochs: int | None = None,
+            slope_epochs: int = slopes.LAST) -> Study:
     """The numbers of the report (no files written); ``epochs``: only the jobs of that
-    budget."""
+    budget; ``slope_epochs``: how many of each run's last evaluations its slope is fitted to."""
     roots = list(dict.fromkeys(Path(r) for r in roots))
     for root in (r for r in roots if not r.is_dir()):
         raise FileNotFoundError(f"{root} is not a sweep or run directory")
@@ -190,6 +192,7 @@ def analyse(roots: list[Path | str], metric: str | None = None,
         epochs = sorted({e for c in curves for e in c})
         out.epochs[group] = {e + 1: (float(np.mean([c[e] for c in curves if e in c])),
                                      sum(e in c for c in curves)) for e in epochs}
+        out.slopes[group] = slopes.fit(curves, slope_epochs)
     return out
 
 
@@ -290,6 +293,10 @@ def render(study: Study, roots: list[Path], base: Path, title: str | None = TITL
                 + ("" if curve[e][1] == n else f" (n {curve[e][1]})") for e in epochs])
         body += ["", f"### {metric} after each epoch (mean over the ok seeds)", "",
                  table(["setting", "ok seeds"] + [str(e) for e in epochs], rows)]
+        rows = slopes.rows(study.slopes, groups, metric, lambda v: number(metric, v))
+        if rows:
+            body += ["", f"### {metric}: slope at the end of the curves", "",
+                     table(slopes.header(metric), rows), "", slopes.note(slope_epochs_of(study))]
 
     if published:
         body += ["", "### Rank agreement with the study (Spearman rho)", ""]
@@ -327,6 +334,10 @@ def render(study: Study, roots: list[Path], base: Path, title: str | None = TITL
         else f"All {len(frame)} jobs finished (`ok`)."]
     body += ["", "Torch threads: each start of the job, from its log."]
     return "\n".join(body)
+
+
+def slope_epochs_of(study: Study) -> int:
+    return next(iter(study.slopes.values()))["last"]
 
 
 def _rho(value: float) -> str:
@@ -374,11 +385,11 @@ def publish(roots: list[Path | str], report: Path | str, figures: Path | str | N
             title: str | None = TITLE, command: str | None = None, commit: str | None = None,
             machine: str | None = None, metric: str | None = None,
             resamples: int = RESAMPLES, section: str | None = None,
-            epochs: int | None = None) -> Study:
+            epochs: int | None = None, slope_epochs: int = slopes.LAST) -> Study:
     """Write the block into ``report`` and its figures into ``figures`` (default: the
     report's folder), named ``<report stem>_*.png``; return what it shows."""
     report = Path(report)
-    study = analyse(roots, metric, resamples, epochs)
+    study = analyse(roots, metric, resamples, epochs, slope_epochs)
     report.parent.mkdir(parents=True, exist_ok=True)
     prefix = f"{report.stem}_{section}_" if section else f"{report.stem}_"
     draw(study, Path(figures) if figures else report.parent, prefix)
