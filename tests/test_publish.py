@@ -258,3 +258,29 @@ def test_epochs_reports_one_budget_of_an_extended_sweep(tmp_path):
     assert "Only the jobs with trainer.epochs=3 (`--epochs`); 1 job dir(s)" in page.read_text()
     with pytest.raises(SystemExit):  # --epochs goes with --report
         aggregate.main([str(sweep), "--epochs", "3"])
+
+
+def test_ours_in_the_study_metric_beside_the_published_number(tmp_path):
+    """A report ranked by fid_lenet shows our fid_inception (the published number's kind,
+    keras2018.PUBLISHED_METRIC) beside the study's number where some setting has it."""
+    import json
+
+    sweep = tmp_path / "publish_sweep"
+    shutil.copytree(FIXTURE, sweep)
+    inception = {"0_seed_standard_00000000": 20.0, "1_seed_standard_11111111": 30.0}
+    for name, value in inception.items():
+        path = sweep / name / "summary.json"
+        summary = json.loads(path.read_text())
+        summary["fid_inception"] = value
+        path.write_text(json.dumps(summary))
+    # with Inception scores the table's primary metric is fid_inception; rank by LeNet's
+    md = publish.publish([sweep], tmp_path / "r.md", metric="fid_lenet").markdown
+    assert "| study row | study's published | ours in the study's metric: fid_inception " \
+           "(mean ± 95% CI) | study rank (of 3 compared) |" in md
+    # 20 and 30: 25 ± 6.353 x 10 = 63.5; the settings without it show '-'
+    assert "| Standard GAN | 14.66 | 25.0 ± 63.5 | 1 |" in md
+    assert "| Coulomb No.1 | 52.32 | - | 2 |" in md
+    plain = publish.publish([FIXTURE], tmp_path / "plain.md").markdown
+    assert "ours in the study's metric" not in plain  # no setting has it: no column
+    ranked = publish.publish([sweep], tmp_path / "ranked.md", metric="fid_inception").markdown
+    assert "ours in the study's metric" not in ranked  # it is the ranked column already

@@ -31,33 +31,26 @@ from scipy import stats
 
 from gansweep.report import grouping, plots, slopes
 from gansweep.report.blocks import splice
-from gansweep.report.table import STATUS_ORDER, collect, frame_studies, primary_metric
+from gansweep.report.markdown import finite, interval_text, number, statuses, table
+from gansweep.report.table import collect, frame_studies, primary_metric
 
 RESAMPLES = 2000
 RNG_SEED = 0
 TITLE = "Seed presets over seeds"
-THREADS = re.compile(r"\((\d+) torch threads\)")
-FORMATS = {"fid": ".1f", "kid": ".1f", **dict.fromkeys(("precision", "recall", "density",
-                                                       "coverage", "confident", "digits"),
-                                                      ".3f")}
-
-
-def finite(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and bool(np.isfinite(value))
-
-
-def number(metric: str, value) -> str:
-    """Fixed formats (``FORMATS`` by the metric's kind, else 4 digits); '-' for no number."""
-    kind = metric.split("_", 1)[0]
-    return format(float(value), FORMATS.get(kind, ".4g")) if finite(value) else "-"
-
-
-def interval_text(row, metric: str) -> str:
-    """'mean ± half the 95% interval'; 'mean (n 1: no CI)'; '-' without a value."""
-    return grouping.cell(row, metric, lambda v: number(metric, v), "(n 1: no CI)", spread=False)
-
-
 spearman = grouping.spearman  # kept under its old name: the report's rho
+THREADS = re.compile(r"\((\d+) torch threads\)")
+
+
+def same_kind(frame: pd.DataFrame, groups: pd.DataFrame, metric: str) -> str | None:
+    """Our metric of the published number's kind (a study's ``PUBLISHED_METRIC``, e.g.
+    fid_inception from ``gansweep-eval fid=inception``), where the report ranks by another
+    and some setting has it; else None."""
+    for study in frame_studies(frame):
+        alike = getattr(study, "PUBLISHED_METRIC", None)
+        if alike and alike != metric and f"{alike}_n" in groups \
+                and groups[f"{alike}_n"].fillna(0).gt(0).any():
+            return alike
+    return None
 
 
 def bootstrap_rho(values: list[np.ndarray], published: list[float], resamples: int = RESAMPLES,
@@ -224,18 +217,6 @@ def draw(study: Study, figures: Path, prefix: str) -> list[Path]:
     return written
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    cells = [[str(c).replace("|", "/").replace("\n", " ") for c in r] for r in [header, *rows]]
-    lines = ["| " + " | ".join(r) + " |" for r in cells]
-    return "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]])
-
-
-def statuses(statuses_: list[str]) -> str:
-    counts = pd.Series(statuses_).value_counts()
-    order = [s for s in STATUS_ORDER if s in counts] + sorted(set(counts.index) - set(STATUS_ORDER))
-    return ", ".join(f"{counts[s]} {s}" for s in order)
-
-
 def render(study: Study, roots: list[Path], base: Path, title: str | None = TITLE,
            command: str | None = None, commit: str | None = None,
            machine: str | None = None) -> str:
@@ -257,6 +238,7 @@ def render(study: Study, roots: list[Path], base: Path, title: str | None = TITL
         head += ["", "**Command:**", "", "```bash", command.strip(), "```"]
 
     published, rows = groups["published"].notna().any(), []
+    alike = same_kind(frame, groups, metric) if published else None
     for _, g in groups.iterrows():
         jobs = frame[frame["path"].isin(g["paths"].split(";"))]
         done = sorted(set(jobs.loc[jobs["status"] == "ok", "epochs_done"].dropna().astype(int)))
@@ -264,12 +246,14 @@ def render(study: Study, roots: list[Path], base: Path, title: str | None = TITL
                      statuses(jobs["status"].tolist()), ",".join(map(str, done)) or "-",
                      interval_text(g, metric), number(metric, g[f"{metric}_std"]),
                      str(int(g[f"{metric}_n"]))] + ([
-            study_row(g, frame), "-" if pd.isna(g["published"]) else f"{g['published']:g}",
-            "-" if pd.isna(g["study_rank"]) else str(int(g["study_rank"]))] if published else []))
+            study_row(g, frame), "-" if pd.isna(g["published"]) else f"{g['published']:g}"]
+            + ([interval_text(g, alike)] if alike else [])
+            + ["-" if pd.isna(g["study_rank"]) else str(int(g["study_rank"]))] if published else []))
     compared = int(groups["study_rank"].notna().sum())
     header = ["rank", "ties", "setting", "jobs", "final epoch", f"{metric} (mean ± 95% CI)", "sd",
-              "n"] + (["study row", "study's published", f"study rank (of {compared} compared)"]
-                      if published else [])
+              "n"] + (["study row", "study's published"]
+                      + ([f"ours in the study's metric: {alike} (mean ± 95% CI)"] if alike else [])
+                      + [f"study rank (of {compared} compared)"] if published else [])
     body = head + ["", f"### {metric} at the final epoch, per setting", "", table(header, rows)]
     if published:
         labels = "; ".join(f"{s.PUBLISHED_LABEL}" for s in frame_studies(frame))

@@ -13,6 +13,9 @@ A study module (``gansweep.report.studies.<name>``, or any importable dotted mod
   group of seeds, like the run's own settings);
 * ``PUBLISHED``: the column holding the published number (drawn beside ours in the chart)
   and ``PUBLISHED_LABEL``, what that number is;
+* optionally ``PUBLISHED_METRIC``: our metric of the same kind as the published number (e.g.
+  ``fid_inception``); the generated report shows it beside the published number when the
+  report ranks by another;
 * ``job_columns(config, row) -> dict``: the added columns of one job, from its recorded config
   and its generic row;
 * ``annotate(frame, metric)``: frame-wide columns (e.g. published ranks), in place;

@@ -41,6 +41,7 @@ COMPACT = ("seed_fid_inception",)
 SETTINGS = ("seed_row", "seed_fid_inception")
 PUBLISHED = "seed_fid_inception"
 PUBLISHED_LABEL = "2018 study: Inception FID after 100 epochs"
+PUBLISHED_METRIC = "fid_inception"  # ours of the same kind (gansweep-eval fid=inception)
 
 
 def _fmt(value: Any) -> str:
