@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -86,12 +87,12 @@ def test_slopes_at_the_end_of_the_curves_by_hand(study):
     assert (fits["seed_coulomb_1"]["mean"], fits["seed_coulomb_2"]["mean"]) == (
         pytest.approx(-132.5), pytest.approx(-122.0))
     assert [fits[g]["n"] for g in fits] == [2, 2, 2]
-    assert fits["seed_standard"]["window"] == (1, 3)
+    assert fits["seed_standard"]["windows"] == [(1, 3)]
     # the leader (standard) falls faster than both: their gaps (134.5, 135.5) widen
     md = study.markdown
-    assert "| seed_standard | 2 | 1-3 | -149.8 ± 60.4 | leader | - |" in md
-    assert "| seed_coulomb_1 | 2 | 1-3 | -132.5 ± 95.3 | 134.5 | does not close |" in md
-    assert "| seed_coulomb_2 | 2 | 1-3 | -122.0 ± 57.2 | 135.5 | does not close |" in md
+    assert "| seed_standard | 2 of 2 | 1-3 | -150 ± 60.4 | leader | - |" in md
+    assert "| seed_coulomb_1 | 2 of 2 | 1-3 | -132 ± 95.3 | 134.5 | does not close |" in md
+    assert "| seed_coulomb_2 | 2 of 2 | 1-3 | -122 ± 57.2 | 135.5 | does not close |" in md
 
 
 def test_slope_of_the_last_evaluations_and_the_epochs_to_draw_level():
@@ -284,3 +285,108 @@ def test_ours_in_the_study_metric_beside_the_published_number(tmp_path):
     assert "ours in the study's metric" not in plain  # no setting has it: no column
     ranked = publish.publish([sweep], tmp_path / "ranked.md", metric="fid_inception").markdown
     assert "ours in the study's metric" not in ranked  # it is the ranked column already
+
+
+def _with_rescores(tmp_path, spec: dict[str, list[tuple[str, float]]]) -> Path:
+    """The fixture sweep with gansweep-eval records of fid_inception: {job prefix: [(settings
+    hash, value), ...]}."""
+    import json
+
+    sweep = tmp_path / "publish_sweep"
+    shutil.copytree(FIXTURE, sweep)
+    for prefix, entries in spec.items():
+        job = next(sweep.glob(f"{prefix}_*"))
+        (job / "evals").mkdir()
+        for digest_, value in entries:
+            (job / "evals" / f"final_{digest_}.json").write_text(json.dumps(
+                {"which": "final", "hash": digest_, "values": {"fid_inception": value}}))
+    return sweep
+
+
+def test_the_study_metric_column_takes_one_rescore_and_refuses_to_choose(tmp_path):
+    # one re-score setting for standard's runs only: fid_inception under its plain name
+    one = _with_rescores(tmp_path / "one", {"0": [("aaaa", 20.0)], "1": [("aaaa", 30.0)]})
+    md = publish.publish([one], tmp_path / "one.md", metric="fid_lenet").markdown
+    assert "| Standard GAN | 14.66 | 25.0 ± 63.5 | 1 |" in md
+    # the same runs under two settings (fid_inception@aaaa, @bbbb): which one is the study's
+    # kind is not ours to pick, so no column (both are in "Other metrics")
+    two = _with_rescores(tmp_path / "two", {"0": [("aaaa", 20.0), ("bbbb", 21.0)],
+                                            "1": [("aaaa", 30.0), ("bbbb", 31.0)]})
+    md = publish.publish([two], tmp_path / "two.md", metric="fid_lenet").markdown
+    assert "ours in the study's metric" not in md
+    assert "fid_inception@aaaa" in md and "fid_inception@bbbb" in md
+
+
+def test_slope_rows_name_the_leader_and_what_is_missing():
+    groups = pd.DataFrame({"group": ["a", "b", "c", "d"], "ok": [2, 2, 1, 0],
+                           "fid_lenet_mean": [10.0, 30.0, 40.0, math.nan]})
+    fits = {"a": slopes.fit([{0: 20.0, 1: 15.0, 2: 10.0}, {0: 21.0, 1: 16.0, 2: 10.0}]),
+            "b": slopes.fit([{0: 60.0, 1: 45.0, 2: 30.0}, {0: 60.0, 1: 45.0, 2: 30.0}]),
+            "c": slopes.fit([{2: 40.0}]), "d": slopes.fit([])}
+    # a falls 5 and 5.5 per epoch (mean 5.25), b 15: b's gap of 20 closes at 9.75 per epoch
+    rows = slopes.rows(fits, groups, "fid_lenet", lambda v: f"{v:.1f}")
+    assert rows[0][:3] == ["a", "2 of 2", "1-3"] and rows[0][4:] == ["leader", "-"]
+    assert rows[1] == ["b", "2 of 2", "1-3", "-15 ± 0", "20.0", "3 (epoch 6)"]
+    assert rows[2] == ["c", "0 of 1", "-", "-", "30.0", "no slope"]
+    assert rows[3] == ["d", "0 of 0", "-", "-", "-", "-"]
+    # the leader without a slope: the gaps stand, the arithmetic cannot be done
+    rows = slopes.rows({**fits, "a": slopes.fit([{2: 10.0}])}, groups, "fid_lenet", str)
+    assert rows[0][4] == "leader" and rows[1][4:] == ["20.0", "the leader has no slope"]
+    # two settings share the best mean: both lead
+    tied = groups.assign(fid_lenet_mean=[10.0, 10.0, 40.0, math.nan])
+    rows = slopes.rows(fits, tied, "fid_lenet", str)
+    assert [r[4] for r in rows[:2]] == ["leader (tied)", "leader (tied)"]
+    assert slopes.rows({"a": slopes.fit([{2: 1.0}])}, groups.iloc[:1], "fid_lenet", str) == []
+
+
+def test_slope_edges():
+    # a NaN evaluation is left out, not allowed to make the slope NaN
+    assert slopes.slope({0: 30.0, 1: math.nan, 2: 10.0, 3: 0.0})[0] == pytest.approx(-10.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        slopes.slope({0: 1.0, 1: 2.0}, 1)
+    # runs fitted over different epochs: each window is shown
+    assert slopes.fit([{0: 3.0, 1: 2.0, 2: 1.0}, {e: 9.0 - e for e in range(5)}])["windows"] \
+        == [(1, 3), (3, 5)]
+    assert (slopes.rate(-0.0004), slopes.rate(-1e-30), slopes.rate(0.0), slopes.rate(-123.4)) \
+        == ("-0.0004", "-1e-30", "0", "-123")
+    assert slopes.rate(math.nan) == "-"
+
+
+def test_spearman_refuses_missing_values_and_prints_no_negative_zero():
+    from gansweep.report import grouping
+
+    assert math.isnan(grouping.spearman([1, 2, 3], [1, 2, math.nan]))
+    assert math.isnan(grouping.spearman([1, 2, 3, 4], [2, 1, math.nan, 3]))
+    rho = grouping.spearman([1, 2, 3, 4], [2, 4, 1, 3])  # d = -1, -2, 2, 1: 1 - 6 x 10 / 60
+    assert rho == 0.0 and math.copysign(1.0, rho) == 1.0
+
+
+def test_a_setting_of_no_study_beside_the_study_rows(tmp_path):
+    """A sweep that mixes the study's presets with a setting of no study: that setting has no
+    published number and no study rank (it once broke the report: its '-' was parsed)."""
+    import json
+
+    sweep = tmp_path / "publish_sweep"
+    shutil.copytree(FIXTURE, sweep)
+    for job in sweep.glob("[45]_seed_coulomb_2_*"):
+        summary = json.loads((job / "summary.json").read_text())
+        summary["config"]["reference"] = None
+        (job / "summary.json").write_text(json.dumps(summary))
+    shutil.rmtree(next(sweep.glob("6_seed_coulomb_2_*")))
+    study = publish.publish([sweep], tmp_path / "r.md")
+    groups = study.groups.set_index("group")
+    assert groups["published"].notna().sum() == 2
+    assert study.rho_means["n"] == 2  # rho needs 3 settings: none
+    assert "Coulomb No.1 | 52.32 | 2 |" in study.markdown
+
+
+def test_no_study_metric_column_when_the_studies_disagree(monkeypatch):
+    from types import SimpleNamespace
+
+    study = publish.analyse([FIXTURE])
+    kinds = [SimpleNamespace(PUBLISHED_METRIC="fid_inception"),
+             SimpleNamespace(PUBLISHED_METRIC="precision_lenet")]
+    monkeypatch.setattr(publish, "frame_studies", lambda frame: kinds)
+    assert publish.same_kind(study.frame, study.groups, "fid_lenet") is None
+    monkeypatch.setattr(publish, "frame_studies", lambda frame: kinds[1:])
+    assert publish.same_kind(study.frame, study.groups, "fid_lenet") == "precision_lenet"

@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--epochs", type=int, metavar="N",
                         help="only the jobs trained to trainer.epochs=N (a sweep extended to a "
                         "larger budget holds both budgets' runs)")
-    report.add_argument("--slope-epochs", type=int, default=publish.slopes.LAST, metavar="K",
-                        help="fit each run's slope to its last K evaluations (default: "
-                        "%(default)s)")
+    report.add_argument("--slope-epochs", type=int, metavar="K",
+                        help="fit each run's end slope to its last K evaluations (default: "
+                        f"{publish.slopes.LAST})")
     report.add_argument("--resamples", type=int, default=publish.RESAMPLES,
                         help="bootstrap resamples of the seeds for rho's interval "
                         "(default: %(default)s)")
@@ -148,15 +148,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out is the table files' folder: with --report, use --figures")
     if not args.report and any((args.figures, args.section, args.command, args.commit,
                                 args.machine, args.metric, args.against,
-                                args.epochs is not None)):
+                                args.epochs is not None, args.slope_epochs is not None)):
         parser.error("--figures, --section, --command, --commit, --machine, --metric, "
-                     "--epochs and --against go with --report")
-    if args.slope_epochs < 2:
+                     "--epochs, --slope-epochs and --against go with --report")
+    if args.slope_epochs is not None and args.slope_epochs < 2:
         parser.error(f"--slope-epochs {args.slope_epochs}: a slope needs at least 2 "
                      "evaluations; pass --slope-epochs 2 or more")
-    if args.against and (len(args.dirs) != 1 or args.figures or args.metric):
+    if args.against and (len(args.dirs) != 1 or args.figures or args.metric
+                         or args.slope_epochs is not None):
         parser.error("--against reads one halving sweep dir against one grid dir (it ranks by "
-                     "the sweep's own objective and draws no figures): gansweep-table "
+                     "the sweep's own objective, draws no figures and fits no slopes): "
+                     "gansweep-table "
                      "<halving dir> --against <grid dir> --report PAGE")
     try:
         if args.against:
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.report:
             publish.publish(args.dirs, args.report, args.figures, args.title or None,
                             args.command, args.commit, args.machine, args.metric,
-                            args.resamples, args.section, args.epochs, args.slope_epochs)
+                            args.resamples, args.section, args.epochs,
+                            args.slope_epochs or publish.slopes.LAST)
             print(f"Report: {args.report}")
         else:
             aggregate(args.dirs, args.out)

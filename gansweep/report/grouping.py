@@ -122,9 +122,13 @@ def rank_groups(groups: pd.DataFrame, primary: str | None) -> pd.DataFrame:
 
 def spearman(ours, theirs) -> float:
     """Spearman rho (average ranks for ties) of two equal-length sequences; NaN under 3
-    pairs (two points always give ±1) or where one ranking is all ties."""
-    a, b = pd.Series(list(ours), dtype=float).rank(), pd.Series(list(theirs), dtype=float).rank()
-    return float(a.corr(b)) if len(a) >= 3 and a.nunique() > 1 and b.nunique() > 1 else math.nan
+    pairs (two points always give ±1), where one ranking is all ties, or where a value is NaN
+    (a missing value is no rank). Rounded to 12 places, so that the last bit of the
+    arithmetic never shows in a printed rho (no -0.00)."""
+    a, b = pd.Series(list(ours), dtype=float), pd.Series(list(theirs), dtype=float)
+    if len(a) < 3 or a.isna().any() or b.isna().any() or a.nunique() < 2 or b.nunique() < 2:
+        return math.nan
+    return round(float(a.rank().corr(b.rank())), 12) + 0.0
 
 
 def rank_text(row) -> str:

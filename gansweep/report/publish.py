@@ -42,15 +42,17 @@ THREADS = re.compile(r"\((\d+) torch threads\)")
 
 
 def same_kind(frame: pd.DataFrame, groups: pd.DataFrame, metric: str) -> str | None:
-    """Our metric of the published number's kind (a study's ``PUBLISHED_METRIC``, e.g.
-    fid_inception from ``gansweep-eval fid=inception``), where the report ranks by another
-    and some setting has it; else None."""
-    for study in frame_studies(frame):
-        alike = getattr(study, "PUBLISHED_METRIC", None)
-        if alike and alike != metric and f"{alike}_n" in groups \
-                and groups[f"{alike}_n"].fillna(0).gt(0).any():
-            return alike
-    return None
+    """Our metric of the published number's kind (the studies' ``PUBLISHED_METRIC``, e.g.
+    fid_inception from ``gansweep-eval fid=inception``, or its one re-scored ``name@hash``),
+    where the report ranks by another and some setting has it; None where the frame's studies
+    name different kinds or none, or several re-scores of it would compete."""
+    kinds = {getattr(study, "PUBLISHED_METRIC", None) for study in frame_studies(frame)}
+    alike = kinds.pop() if len(kinds) == 1 else None
+    if not alike or alike == metric:
+        return None
+    found = [c for c in grouping.metric_columns(frame) if (c == alike or c.startswith(
+        f"{alike}@")) and f"{c}_n" in groups and groups[f"{c}_n"].fillna(0).gt(0).any()]
+    return found[0] if len(found) == 1 and found[0] != metric else None
 
 
 def bootstrap_rho(values: list[np.ndarray], published: list[float], resamples: int = RESAMPLES,
@@ -147,8 +149,10 @@ def analyse(roots: list[Path | str], metric: str | None = None,
     groups["published"], groups["study_rank"] = math.nan, pd.NA
     for study in mods:
         if study.PUBLISHED in groups:
-            has = groups[study.PUBLISHED].notna()
-            groups.loc[has, "published"] = pd.to_numeric(groups.loc[has, study.PUBLISHED])
+            # a row of no study, or one not comparable, groups under '-': no published number
+            values = pd.to_numeric(groups[study.PUBLISHED], errors="coerce")
+            has = values.notna()
+            groups.loc[has, "published"] = values[has]
             both = has & groups[f"{metric}_mean"].notna()
             groups.loc[both, "study_rank"] = groups.loc[both, "published"].rank(
                 method="min", ascending=True).astype(int)

@@ -102,8 +102,9 @@ def render(search: Search, title: str | None = TITLE, command: str | None = None
          f"Spearman rho vs the grid at {budget}", "rung's best", "its grid rank",
          "rho vs the next rung"], rows), "",
         "rho is on the settings the rung trained, each ranked by its mean over seeds (ties share "
-        "average ranks); '-' under 3 settings or without spread. A rung whose means mostly tie "
-        "(few distinct means) cannot rank, and the sweeper then keeps ties in grid order."]
+        "average ranks); '-' under 3 settings, without spread or with a setting of no value. "
+        "A rung whose means mostly tie (few distinct means) cannot rank, and the sweeper then "
+        "keeps ties in grid order."]
 
     if search.predictors:
         lowest = f"{record['budget']}={record['ladder'][0]}"
