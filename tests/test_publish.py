@@ -61,10 +61,10 @@ def test_means_intervals_and_ranks_with_ties(study):
     assert groups.loc["seed_coulomb_1", "precision_lenet_ci_low"] == pytest.approx(
         0.55 - half_width(0.5, 0.6))
     md = study.markdown
-    assert "| 1 | - | seed_standard | 2 ok | 3 | 10.5 ± 6.4 | 0.7 | 2 | Standard GAN | 14.66 | 1 |" in md
-    assert "| 2= | 3 | seed_coulomb_1 | 2 ok | 3 | 145.0 ± 63.5 | 7.1 | 2 | Coulomb No.1 | 52.32 | 2 |" in md
+    assert "| 1 | - | seed_standard | 2 ok | 3 | 10.5 ± 6.4 | 0.7 | 2 | 0: 10.0, 1: 11.0 | Standard GAN | 14.66 | 1 |" in md
+    assert "| 2= | 3 | seed_coulomb_1 | 2 ok | 3 | 145.0 ± 63.5 | 7.1 | 2 | 0: 150.0, 1: 140.0 | Coulomb No.1 | 52.32 | 2 |" in md
     assert ("| 3= | 2 | seed_coulomb_2 | 2 ok, 1 interrupted | 3 | 146.0 ± 12.7 | 1.4 | 2 "
-            "| Coulomb No.2 | 90.82 | 3 |") in md
+            "| 0: 145.0, 1: 147.0 | Coulomb No.2 | 90.82 | 3 |") in md
     assert "| seed_standard | 1.1 ± 0.6 | 0.750 ± 0.635 |" in md  # kid, precision
 
 
