@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gansweep.report import aggregate, blocks, publish, slopes
+from gansweep.report import aggregate, blocks, grouping, publish, slopes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "publish_sweep"
 T_975_1 = 12.706204736174698  # Student t, 97.5th percentile, 1 degree of freedom
@@ -144,8 +144,8 @@ def test_bootstrap_distribution_by_hand():
     # one seed each: every resample is the data: rho's interval is a point
     assert publish.bootstrap_rho([np.array([3.0]), np.array([1.0]), np.array([2.0])],
                                  [1, 2, 3])[:2] == (pytest.approx(-0.5), pytest.approx(-0.5))
-    assert math.isnan(publish.spearman([1, 2], [1, 2]))  # two points say nothing
-    assert publish.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
+    assert math.isnan(grouping.spearman([1, 2], [1, 2]))  # two points say nothing
+    assert grouping.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
 
 
 def test_unfinished_run_is_named_with_how_far_it_got(study):
@@ -353,8 +353,6 @@ def test_slope_edges():
 
 
 def test_spearman_refuses_missing_values_and_prints_no_negative_zero():
-    from gansweep.report import grouping
-
     assert math.isnan(grouping.spearman([1, 2, 3], [1, 2, math.nan]))
     assert math.isnan(grouping.spearman([1, 2, 3, 4], [2, 1, math.nan, 3]))
     rho = grouping.spearman([1, 2, 3, 4], [2, 4, 1, 3])  # d = -1, -2, 2, 1: 1 - 6 x 10 / 60

@@ -120,6 +120,15 @@ def rank_groups(groups: pd.DataFrame, primary: str | None) -> pd.DataFrame:
     return groups.iloc[order].reset_index(drop=True)
 
 
+def order_key(value):
+    """Sort key for seeds and swept values: numbers (or numeric words) in numeric order, then
+    the other values as text."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
 def spearman(ours, theirs) -> float:
     """Spearman rho (average ranks for ties) of two equal-length sequences; NaN under 3
     pairs (two points always give ±1), where one ranking is all ties, or where a value is NaN

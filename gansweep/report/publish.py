@@ -37,7 +37,6 @@ from gansweep.report.table import collect, frame_studies, primary_metric
 RESAMPLES = 2000
 RNG_SEED = 0
 TITLE = "Seed presets over seeds"
-spearman = grouping.spearman  # kept under its old name: the report's rho
 THREADS = re.compile(r"\((\d+) torch threads\)")
 
 
@@ -65,7 +64,7 @@ def bootstrap_rho(values: list[np.ndarray], published: list[float], resamples: i
     rng = np.random.default_rng(seed)
     means = np.column_stack([np.asarray(v, float)[rng.integers(0, len(v), (resamples, len(v)))]
                              .mean(axis=1) for v in values])
-    ours = stats.rankdata(means, axis=1)  # average ranks, as spearman()
+    ours = stats.rankdata(means, axis=1)  # average ranks, as grouping.spearman()
     ours -= ours.mean(axis=1, keepdims=True)
     theirs = stats.rankdata(np.asarray(published, float))
     theirs -= theirs.mean()
@@ -88,7 +87,8 @@ class Study:
     rho_seeds: list[dict] = field(default_factory=list)  # seed, n, rho, ranks
     rho_means: dict = field(default_factory=dict)  # n, rho, low, high, resamples, used
     epochs: dict = field(default_factory=dict)  # group -> {epoch (1-based): (mean, n)}
-    slopes: dict = field(default_factory=dict)  # group -> interval() of per-run slopes, window
+    slope_epochs: int = slopes.LAST  # each run's slope: a line through its last this many
+    slopes: dict = field(default_factory=dict)  # group -> slopes.fit(): per-run slopes' interval
     figures: list[Path] = field(default_factory=list)
     epochs_only: int | None = None  # --epochs: the one budget reported
     left_out: int = 0  # jobs of other budgets (or without a summary) left out
@@ -157,7 +157,7 @@ def analyse(roots: list[Path | str], metric: str | None = None,
             groups.loc[both, "study_rank"] = groups.loc[both, "published"].rank(
                 method="min", ascending=True).astype(int)
     out = Study(frame=frame, groups=groups, metric=metric, epochs_only=epochs,
-                left_out=left_out)
+                left_out=left_out, slope_epochs=slope_epochs)
     by_path = frame.set_index("path")
     ok = {g["group"]: [p for p in g["paths"].split(";") if by_path.at[p, "status"] == "ok"]
           for _, g in groups.iterrows()}
@@ -165,7 +165,7 @@ def analyse(roots: list[Path | str], metric: str | None = None,
     study_order = compared.sort_values("published", kind="stable")
     # per seed: each seed's ok runs of the compared settings, ranked on their own
     seeds = sorted({by_path.at[p, "seed"] for g in compared["group"] for p in ok[g]
-                    if pd.notna(by_path.at[p, "seed"])}, key=lambda s: (str(type(s)), s))
+                    if pd.notna(by_path.at[p, "seed"])}, key=grouping.order_key)
     for seed in seeds:
         pairs = []
         for _, g in study_order.iterrows():
@@ -176,12 +176,12 @@ def analyse(roots: list[Path | str], metric: str | None = None,
         ours = [v for v, _ in pairs]
         ranks = pd.Series(ours).rank(method="min").astype(int).tolist()
         out.rho_seeds.append({"seed": seed, "n": len(pairs),
-                              "rho": spearman(ours, [p for _, p in pairs]), "ranks": ranks})
+                              "rho": grouping.spearman(ours, [p for _, p in pairs]), "ranks": ranks})
     values = [np.array([by_path.at[p, metric] for p in ok[g] if finite(by_path.at[p, metric])])
               for g in study_order["group"]]
     low, high, used = bootstrap_rho(values, study_order["published"].tolist(), resamples)
     means = study_order[f"{metric}_mean"].tolist()
-    out.rho_means = {"n": len(study_order), "rho": spearman(means, study_order["published"]),
+    out.rho_means = {"n": len(study_order), "rho": grouping.spearman(means, study_order["published"]),
                      "low": low, "high": high, "resamples": resamples, "used": used,
                      "ranks": pd.Series(means, dtype=float).rank(method="min").astype(int).tolist()}
     for group, paths in ok.items():
@@ -284,7 +284,7 @@ def render(study: Study, roots: list[Path], base: Path, title: str | None = TITL
         rows = slopes.rows(study.slopes, groups, metric, lambda v: number(metric, v))
         if rows:
             body += ["", f"### {metric}: slope at the end of the curves", "",
-                     table(slopes.header(metric), rows), "", slopes.note(slope_epochs_of(study))]
+                     table(slopes.header(metric), rows), "", slopes.note(study.slope_epochs)]
 
     if published:
         body += ["", "### Rank agreement with the study (Spearman rho)", ""]
@@ -324,10 +324,6 @@ def render(study: Study, roots: list[Path], base: Path, title: str | None = TITL
     return "\n".join(body)
 
 
-def slope_epochs_of(study: Study) -> int:
-    return next(iter(study.slopes.values()))["last"]
-
-
 def _rho(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}"
 
@@ -350,7 +346,7 @@ def by_seed(group, frame: pd.DataFrame, metric: str) -> str:
     a mean of three, and this shows which."""
     jobs = frame[frame["path"].isin(group["paths"].split(";")) & (frame["status"] == "ok")]
     cells = sorted(((r["seed"], number(metric, r[metric])) for _, r in jobs.iterrows()),
-                   key=lambda c: (0, float(c[0]), "") if finite(c[0]) else (1, 0.0, str(c[0])))
+                   key=lambda c: grouping.order_key(c[0]))
     return ", ".join(f"{seed_text(seed)}: {value}" for seed, value in cells) or "-"
 
 

@@ -128,7 +128,7 @@ class Search:
 
 
 def _seeds(seeds) -> str:
-    return "{" + ", ".join(str(s) for s in sorted(seeds, key=_sortable)) + "}"
+    return "{" + ", ".join(str(s) for s in sorted(seeds, key=grouping.order_key)) + "}"
 
 
 def _same(a, b) -> bool:
@@ -246,7 +246,7 @@ def analyse(halving_dir: Path | str, grid_dir: Path | str) -> Search:
     for key, by_seed in values.items():
         if key not in label:
             continue  # a setting the halving sweep did not search
-        vals = [by_seed[seed] for seed in sorted(by_seed, key=_sortable)]
+        vals = [by_seed[seed] for seed in sorted(by_seed, key=grouping.order_key)]
         rows.append({"key": key, "label": label[key], "values": vals,
                      **grouping.interval(vals)})
         if not np.isfinite(rows[-1]["mean"]):
@@ -350,7 +350,7 @@ def axis_effects(grid: pd.DataFrame) -> list[dict]:
     out = []
     for key in keys:
         values = list(dict.fromkeys(w for ws in words for w in ws if w.split("=", 1)[0] == key))
-        values.sort(key=lambda w: _sortable(w.split("=", 1)[1]))
+        values.sort(key=lambda w: grouping.order_key(w.split("=", 1)[1]))
         for word in values:
             rows = grid[[word in ws for ws in words]]
             out.append({"override": word, "settings": len(rows),
@@ -358,11 +358,3 @@ def axis_effects(grid: pd.DataFrame) -> list[dict]:
                         "best_rank": int(rows["rank"].min()),
                         "top": int((rows["rank"] <= third).sum())})
     return out
-
-
-def _sortable(value):
-    """Numbers (or numeric words) in numeric order before the other words."""
-    try:
-        return (0, float(value), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(value))
