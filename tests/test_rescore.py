@@ -128,3 +128,26 @@ def test_a_rescore_that_reproduces_a_runs_own_number_adds_no_column():
     rows = [{"fid_lenet": 241.2}]
     name_rescored(rows, [[("fid_lenet", "a1b2", 240.0)]])  # other samples: another number
     assert rows == [{"fid_lenet": 241.2, "fid_lenet@a1b2": 240.0}]
+
+
+def test_a_rescore_column_is_kept_or_left_out_whole():
+    """The same samples scored again agree to the last bits only (a KID's float64 sums in
+    another order): that reproduces the run's number. Whether a re-score column is shown is
+    decided for the whole column: one run that reproduces its number does not drop out of a
+    column the other runs are in (its mean would then be over fewer runs than the table's)."""
+    from gansweep.report.table import name_rescored, reproduces
+
+    assert reproduces(13.466019658466461, 13.466019658466472)  # the pair's KID, seed 0
+    assert not reproduces(13.466019658466461, 13.466019)  # float32 on another device
+    assert reproduces(float("nan"), float("nan")) and not reproduces(1.0, float("nan"))
+    assert not reproduces("-", 1.0)
+    rows = [{"kid_lenet": 13.466019658466461}, {"kid_lenet": 185.43734410874563},
+            {"kid_lenet": 11.607146626151463}]
+    name_rescored(rows, [[("kid_lenet", "f12d", 13.466019658466472)],
+                         [("kid_lenet", "f12d", 185.43734410874563)],
+                         [("kid_lenet", "f12d", 11.607146626151472)]])
+    assert all(len(row) == 1 for row in rows)  # all three reproduce: no column
+    rows = [{"fid_lenet": 32.2}, {"fid_lenet": 1061.4}, {"fid_lenet": 30.5}]
+    name_rescored(rows, [[("fid_lenet", "a1b2", 32.5)], [("fid_lenet", "a1b2", 1061.4)],
+                         [("fid_lenet", "a1b2", 30.1)]])
+    assert [row["fid_lenet@a1b2"] for row in rows] == [32.5, 1061.4, 30.1]  # all three shown

@@ -190,20 +190,40 @@ def rescored(job: Path) -> list[tuple[str, str, float]]:
 def name_rescored(rows: list[dict], found: list[list[tuple[str, str, float]]]) -> None:
     """Add the re-scored columns to the rows, named across the whole table: a metric's plain
     name when one setting gave it and no run's own evaluation did, else ``name@hash`` (the
-    settings' hash, as in the file names), so no number is shown under another's name. A
-    re-scored value equal to the run's own under the same name (a re-score that also asked
-    for a metric the run already had, with the same samples) reproduces it and adds nothing."""
-    found = [[(name, digest, value) for name, digest, value in entries
-              if not (name in row and row[name] == value)] for row, entries in zip(rows, found)]
-    hashes: dict[str, set[str]] = {}
-    for entries in found:
-        for name, digest, _ in entries:
-            hashes.setdefault(name, set()).add(digest)
-    own = {key for row in rows for key in row}
+    settings' hash, as in the file names), so no number is shown under another's name.
+
+    A re-score that also asked for a metric the runs already had, with the same samples,
+    reproduces their numbers and adds nothing: such a column (one name and hash) is left out
+    when every value in it reproduces its run's own (``reproduces``). The decision is per
+    column, never per cell, so a column that stays keeps every run's value and its mean is
+    over the same runs as the others."""
+    columns: dict[tuple[str, str], list[tuple[dict, float]]] = {}
     for row, entries in zip(rows, found):
         for name, digest, value in entries:
-            plain = len(hashes[name]) == 1 and name not in own
+            columns.setdefault((name, digest), []).append((row, value))
+    kept = {key: cells for key, cells in columns.items()
+            if not all(key[0] in row and reproduces(row[key[0]], value) for row, value in cells)}
+    hashes: dict[str, set[str]] = {}
+    for name, digest in kept:
+        hashes.setdefault(name, set()).add(digest)
+    own = {key for row in rows for key in row}
+    for (name, digest), cells in kept.items():
+        plain = len(hashes[name]) == 1 and name not in own
+        for row, value in cells:
             row[name if plain else f"{name}@{digest}"] = value
+
+
+def reproduces(own, value) -> bool:
+    """Whether a re-scored value is the run's own number again: equal to 12 significant
+    digits (relative 1e-12), or both NaN. The same samples scored again agree to the last few
+    bits only (float64 sums in another order, e.g. another BLAS thread count: 13.466019658466461
+    and ...472 for a KID); other samples or other arithmetic (float32, another device) differ
+    by 1e-7 relative or far more, and stay shown."""
+    try:
+        own, value = float(own), float(value)
+    except (TypeError, ValueError):
+        return False
+    return (math.isnan(own) and math.isnan(value)) or math.isclose(own, value, rel_tol=1e-12)
 
 
 def collect(roots: list[Path]) -> pd.DataFrame:
