@@ -28,6 +28,9 @@ NOT_FINGERPRINTED = {"model": ("impl",), "kernel": ("impl",), "gan_type": ("kern
 # measured (not where files live or the FID batch size): a job's identity.
 IDENTITY_KEYS = ("trainer.epochs", "fid")
 NOT_IN_IDENTITY = {"fid": ("cache_dir", "fetch", "batch_size")}
+# Where files live and whether they may be fetched: in neither, and never a setting (a table
+# of runs does not split them on it: the same sweep relaunched from another checkout is one).
+LOCATIONS = ("dataset.root", "dataset.fetch", "fid.cache_dir", "fid.fetch")
 
 
 def _select(cfg: DictConfig, keys, dropped: dict) -> dict:

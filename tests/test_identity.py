@@ -34,3 +34,12 @@ def test_what_does_not_change_the_numbers_is_not_in_the_identity():
                            "trainer.log_every=5"])
     assert identity(same) == identity(base)
     assert "trainer.epochs" in identity(base) and "trainer.epochs" not in fingerprint(base)
+
+
+def test_locations_are_in_no_fingerprint_or_identity():
+    """identity.LOCATIONS (a table never splits runs on them) must really be left out."""
+    from gansweep import identity as ident
+    for key in ident.LOCATIONS:
+        group, name = key.split(".", 1)
+        assert name in ident.NOT_FINGERPRINTED.get(group, ()) + ident.NOT_IN_IDENTITY.get(
+            group, ()), key

@@ -80,3 +80,24 @@ def test_bad_input_names_the_problem_and_writes_nothing(tmp_path, capsys):
         records.main([str(sweep)])  # --into is required
     assert records.main([str(sweep), "--into", str(tmp_path / "r")]) == 0
     assert "7 records into" in capsys.readouterr().out
+
+
+def test_where_files_lived_and_unknown_overrides_split_no_setting(tmp_path):
+    """Runs of one setting stay one group when some were launched from another checkout
+    (another dataset.root) and some are records whose overrides were lost; the groups,
+    means and ranks are those of the sweep as it was launched."""
+    sweep = tmp_path / "publish_sweep"
+    shutil.copytree(FIXTURE, sweep)
+    moved = sweep / "1_seed_standard_11111111" / ".hydra" / "overrides.yaml"
+    moved.write_text(moved.read_text() + "- dataset.root=/elsewhere/data\n")
+    shutil.rmtree(sweep / "3_seed_coulomb_1_33333333" / ".hydra")  # overrides unknown
+    mixed = publish.analyse([sweep])
+    plain = publish.analyse([FIXTURE])
+    columns = ["group", "jobs", "ok", "rank", "ties", "fid_lenet_mean", "fid_lenet_ci_high"]
+    assert mixed.groups[columns].equals(plain.groups[columns])
+    assert list(mixed.groups["group"]) == ["seed_standard", "seed_coulomb_1", "seed_coulomb_2"]
+    # a key one job overrode and the others did not still splits the setting
+    moved.write_text(moved.read_text() + "- +label=b\n")
+    assert list(publish.analyse([sweep]).groups["group"]) == [
+        "seed_standard label=-", "seed_standard label=b", "seed_coulomb_1 label=-",
+        "seed_coulomb_2 label=-"]

@@ -26,6 +26,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
+from gansweep import identity
 from gansweep.fid import registry
 from gansweep.report import grouping, studies
 
@@ -91,14 +92,18 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def _recorded_overrides(job: Path, recorded: dict | None) -> dict[str, Any]:
+def _recorded_overrides(job: Path, recorded: dict | None) -> dict[str, Any] | None:
     """The job's overridden keys with the values its run recorded (summary.json's config);
-    the override text only for keys that are not config values (e.g. +experiment)."""
-    items = [str(item) for item in _read_yaml(job / ".hydra" / "overrides.yaml") or []]
+    the override text only for keys that are not config values (e.g. +experiment). None
+    where they are unknown: no .hydra/overrides.yaml (a record without it), or an edited one."""
+    path = job / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    items = [str(item) for item in _read_yaml(path) or []]
     try:  # Hydra's own grammar: quoting, lists, +/~/++ prefixes are read as Hydra read them
         overrides = OverridesParser.create().parse_overrides(items)
     except OverrideParseException:
-        return {}  # an edited overrides.yaml: the recorded config still gives the settings
+        return None  # an edited overrides.yaml: the recorded config still gives the settings
     out: dict[str, Any] = {}
     for override in overrides:
         key = override.key_or_group
@@ -111,6 +116,38 @@ def _recorded_overrides(job: Path, recorded: dict | None) -> dict[str, Any]:
         out[key] = fmt(value) if value is not None and not isinstance(value, (dict, list)) \
             else text
     return out
+
+
+def _setting(overrides: dict[str, Any] | None, recorded: dict | None, key: str) -> Any:
+    """A job's value of an overridden ``key``: as overridden; else the value its config
+    recorded (a job that did not override it ran with that); else None."""
+    if overrides and key in overrides:
+        return overrides[key]
+    value = select(recorded, key)
+    return fmt(value) if value is not None and not isinstance(value, (dict, list)) else None
+
+
+def _peer_key(job: Path, row: dict[str, Any]) -> tuple:
+    """What makes two jobs the same setting but for the seed: the identity their summary.json
+    recorded, seed left out; else their recorded settings (grouping.SETTING_COLUMNS)."""
+    recorded = (_read_json(job / "summary.json") or {}).get("identity")
+    if isinstance(recorded, dict):
+        return ("identity", json.dumps({k: v for k, v in recorded.items() if k != "seed"},
+                                       sort_keys=True))
+    return ("settings", *(fmt(row.get(c)) for c in grouping.SETTING_COLUMNS))
+
+
+def _fill_unknown(values: dict[str, list], overrides: list, peers: list[tuple]) -> None:
+    """A job whose overrides are unknown takes, for a key it has no value of, the one value
+    its known peers (same ``_peer_key``) have, where they agree: a record that lost its
+    overrides.yaml groups with its setting's other seeds, not as a setting of its own."""
+    for i in (i for i, o in enumerate(overrides) if o is None):
+        for column in values.values():
+            if column[i] is None:
+                seen = {column[j] for j, o in enumerate(overrides)
+                        if o is not None and peers[j] == peers[i]}
+                if len(seen) == 1:
+                    column[i] = seen.pop()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -233,15 +270,16 @@ def collect(roots: list[Path]) -> pd.DataFrame:
     name_rescored(rows, [rescored(job) for job in jobs])
     configs = [(_read_json(job / "summary.json") or {}).get("config") for job in jobs]
     overrides = [_recorded_overrides(job, cfg) for job, cfg in zip(jobs, configs)]
-    varying = sorted({k for o in overrides for k in o if not k.startswith("hydra.")
-                      and len({o2.get(k) for o2 in overrides}) > 1})
-    for row, o, cfg in zip(rows, overrides, configs):
+    keys = {k for o in overrides if o for k in o
+            if not k.startswith("hydra.") and k not in identity.LOCATIONS}
+    values = {k: [_setting(o, cfg, k) for o, cfg in zip(overrides, configs)] for k in keys}
+    _fill_unknown(values, overrides, [_peer_key(job, row) for job, row in zip(jobs, rows)])
+    # a job whose overrides are unknown (None) neither makes a key vary nor hides that it does
+    varying = sorted(k for k in keys if len({v for v, o in zip(values[k], overrides)
+                                             if o is not None or v is not None}) > 1)
+    for i, row in enumerate(rows):
         for key in varying:
-            # a job that did not override the key ran with its config's value: show that
-            recorded = select(cfg, key)
-            fallback = fmt(recorded) if recorded is not None and not isinstance(
-                recorded, (dict, list)) else None
-            row[f"param:{key}"] = o.get(key, fallback)
+            row[f"param:{key}"] = values[key][i]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
