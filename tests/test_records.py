@@ -90,14 +90,20 @@ def test_where_files_lived_and_unknown_overrides_split_no_setting(tmp_path):
     shutil.copytree(FIXTURE, sweep)
     moved = sweep / "1_seed_standard_11111111" / ".hydra" / "overrides.yaml"
     moved.write_text(moved.read_text() + "- dataset.root=/elsewhere/data\n")
-    shutil.rmtree(sweep / "3_seed_coulomb_1_33333333" / ".hydra")  # overrides unknown
+    shutil.rmtree(sweep / "3_seed_coulomb_1_33333333" / ".hydra")  # overrides unknown...
+    for job in ("4_seed_coulomb_2_44444444", "5_seed_coulomb_2_55555555",
+                "6_seed_coulomb_2_66666666"):  # ...here for every seed of the setting
+        shutil.rmtree(sweep / job / ".hydra")
     mixed = publish.analyse([sweep])
     plain = publish.analyse([FIXTURE])
     columns = ["group", "jobs", "ok", "rank", "ties", "fid_lenet_mean", "fid_lenet_ci_high"]
     assert mixed.groups[columns].equals(plain.groups[columns])
     assert list(mixed.groups["group"]) == ["seed_standard", "seed_coulomb_1", "seed_coulomb_2"]
+    frame = mixed.frame.set_index("job")
+    assert frame.at["3_seed_coulomb_1_33333333", "param:experiment"] == "seed_coulomb_1"
+    assert frame.at["4_seed_coulomb_2_44444444", "param:experiment"] == "(unknown)"
     # a key one job overrode and the others did not still splits the setting
     moved.write_text(moved.read_text() + "- +label=b\n")
     assert list(publish.analyse([sweep]).groups["group"]) == [
         "seed_standard label=-", "seed_standard label=b", "seed_coulomb_1 label=-",
-        "seed_coulomb_2 label=-"]
+        "seed_coulomb_2"]

@@ -27,6 +27,9 @@ MIXTURE_DIRECTIONS = {"modes_covered": False, "high_quality": False, "kl_to_unif
                       "covered_quality": False}
 # Columns that say what a job computed (the settings): equal within a group, seed aside;
 # a study's own (e.g. the published row a job is compared to) come as ``extra``.
+# A parameter of a job whose overrides are unknown (a record without .hydra/overrides.yaml):
+# a group of its own, but not named in the group's label (nothing is known to name).
+UNKNOWN = "(unknown)"
 SETTING_COLUMNS = ("name", "gan_type", "dataset", "d_lr", "d_decay", "g_lr", "g_decay", "eps0",
                    "study")
 
@@ -83,7 +86,7 @@ def group_seeds(frame: pd.DataFrame, primary: str | None,
         row = dict(zip(settings, key))
         label = [str(row.get("name", "-"))] + [f"{c[6:]}={row[c]}" for c in settings
                                                if c.startswith("param:")
-                                               and row[c] != row.get("name")]
+                                               and row[c] not in (row.get("name"), UNKNOWN)]
         row.update({"group": " ".join(label),
                     "seeds": ",".join(str(_key(s)) for s in members.get("seed", [])),
                     "jobs": len(members), "ok": len(ok), "paths": ";".join(members["path"]),

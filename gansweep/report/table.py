@@ -140,14 +140,14 @@ def _peer_key(job: Path, row: dict[str, Any]) -> tuple:
 def _fill_unknown(values: dict[str, list], overrides: list, peers: list[tuple]) -> None:
     """A job whose overrides are unknown takes, for a key it has no value of, the one value
     its known peers (same ``_peer_key``) have, where they agree: a record that lost its
-    overrides.yaml groups with its setting's other seeds, not as a setting of its own."""
+    overrides.yaml groups with its setting's other seeds, not as a setting of its own.
+    Without such peers the value is ``grouping.UNKNOWN`` (not "not overridden")."""
     for i in (i for i, o in enumerate(overrides) if o is None):
         for column in values.values():
             if column[i] is None:
                 seen = {column[j] for j, o in enumerate(overrides)
                         if o is not None and peers[j] == peers[i]}
-                if len(seen) == 1:
-                    column[i] = seen.pop()
+                column[i] = seen.pop() if len(seen) == 1 else grouping.UNKNOWN
 
 
 def _pid_alive(pid: int) -> bool:
@@ -274,9 +274,8 @@ def collect(roots: list[Path]) -> pd.DataFrame:
             if not k.startswith("hydra.") and k not in identity.LOCATIONS}
     values = {k: [_setting(o, cfg, k) for o, cfg in zip(overrides, configs)] for k in keys}
     _fill_unknown(values, overrides, [_peer_key(job, row) for job, row in zip(jobs, rows)])
-    # a job whose overrides are unknown (None) neither makes a key vary nor hides that it does
-    varying = sorted(k for k in keys if len({v for v, o in zip(values[k], overrides)
-                                             if o is not None or v is not None}) > 1)
+    # an unknown value does not make a key vary (nor, where it varies, name a group)
+    varying = sorted(k for k in keys if len(set(values[k]) - {grouping.UNKNOWN}) > 1)
     for i, row in enumerate(rows):
         for key in varying:
             row[f"param:{key}"] = values[key][i]
