@@ -28,9 +28,11 @@ NOT_FINGERPRINTED = {"model": ("impl",), "kernel": ("impl",), "gan_type": ("kern
 # measured (not where files live or the FID batch size): a job's identity.
 IDENTITY_KEYS = ("trainer.epochs", "fid")
 NOT_IN_IDENTITY = {"fid": ("cache_dir", "fetch", "batch_size")}
-# Where files live and whether they may be fetched: in neither, and never a setting (a table
-# of runs does not split them on it: the same sweep relaunched from another checkout is one).
-LOCATIONS = ("dataset.root", "dataset.fetch", "fid.cache_dir", "fid.fetch")
+# Where a job ran, not what: where files live, whether they may be fetched, how many torch
+# threads it got. In neither, and never a setting: a table of runs does not split them on it
+# (the same sweep relaunched from another checkout, or with trainer.threads=1 where it had
+# joblib's n_jobs=2 set the threads, is one sweep). The job table shows each run's threads.
+PLACEMENT = ("dataset.root", "dataset.fetch", "fid.cache_dir", "fid.fetch", "trainer.threads")
 
 
 def _select(cfg: DictConfig, keys, dropped: dict) -> dict:

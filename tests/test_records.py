@@ -82,14 +82,16 @@ def test_bad_input_names_the_problem_and_writes_nothing(tmp_path, capsys):
     assert "7 records into" in capsys.readouterr().out
 
 
-def test_where_files_lived_and_unknown_overrides_split_no_setting(tmp_path):
+def test_where_jobs_ran_and_unknown_overrides_split_no_setting(tmp_path):
     """Runs of one setting stay one group when some were launched from another checkout
-    (another dataset.root) and some are records whose overrides were lost; the groups,
-    means and ranks are those of the sweep as it was launched."""
+    (another dataset.root) with their threads set by hand (trainer.threads) and some are
+    records whose overrides were lost; the groups, means and ranks are those of the sweep as
+    it was launched."""
     sweep = tmp_path / "publish_sweep"
     shutil.copytree(FIXTURE, sweep)
     moved = sweep / "1_seed_standard_11111111" / ".hydra" / "overrides.yaml"
-    moved.write_text(moved.read_text() + "- dataset.root=/elsewhere/data\n")
+    moved.write_text(moved.read_text() + "- dataset.root=/elsewhere/data\n"
+                     "- trainer.threads=1\n")
     shutil.rmtree(sweep / "3_seed_coulomb_1_33333333" / ".hydra")  # overrides unknown...
     for job in ("4_seed_coulomb_2_44444444", "5_seed_coulomb_2_55555555",
                 "6_seed_coulomb_2_66666666"):  # ...here for every seed of the setting

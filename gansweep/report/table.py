@@ -271,7 +271,7 @@ def collect(roots: list[Path]) -> pd.DataFrame:
     configs = [(_read_json(job / "summary.json") or {}).get("config") for job in jobs]
     overrides = [_recorded_overrides(job, cfg) for job, cfg in zip(jobs, configs)]
     keys = {k for o in overrides if o for k in o
-            if not k.startswith("hydra.") and k not in identity.LOCATIONS}
+            if not k.startswith("hydra.") and k not in identity.PLACEMENT}
     values = {k: [_setting(o, cfg, k) for o, cfg in zip(overrides, configs)] for k in keys}
     _fill_unknown(values, overrides, [_peer_key(job, row) for job, row in zip(jobs, rows)])
     # an unknown value does not make a key vary (nor, where it varies, name a group)
