@@ -132,6 +132,20 @@ def test_spearman_per_seed_and_on_means(study):
     assert f"over {publish.RESAMPLES} resamples of the seeds" in md
 
 
+def test_one_seed_per_setting_gives_rho_without_an_interval(tmp_path):
+    """Seed 0 alone (10, 150, 145): rho 0.5 on the means as on the seed, and no interval: a
+    resample of one seed is that seed, and [0.50, 0.50] would read as certainty."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(FIXTURE, sweep)
+    for job in ("1_seed_standard_11111111", "3_seed_coulomb_1_33333333",
+                "5_seed_coulomb_2_55555555", "6_seed_coulomb_2_66666666"):
+        shutil.rmtree(sweep / job)
+    study = publish.publish([sweep], tmp_path / "report.md", command="gansweep-train -m ...")
+    assert study.rho_means["rho"] == pytest.approx(0.5)
+    assert "| means over seeds | 3 | 0.50 | - | 1, 3, 2 |" in study.markdown
+    assert "its interval a setting with 2 ok seeds" in study.markdown
+
+
 def test_bootstrap_distribution_by_hand():
     no1, no2 = np.array([150.0, 140.0]), np.array([145.0, 147.0])
     rng = np.random.default_rng(publish.RNG_SEED)  # the same draws bootstrap_rho makes
@@ -141,9 +155,10 @@ def test_bootstrap_distribution_by_hand():
     low, high, used = publish.bootstrap_rho([np.array([10.0, 11]), no1, no2],
                                             [14.66, 52.32, 90.82], 4000)
     assert (low, high, used) == (pytest.approx(0.5), pytest.approx(1.0), 4000)
-    # one seed each: every resample is the data: rho's interval is a point
-    assert publish.bootstrap_rho([np.array([3.0]), np.array([1.0]), np.array([2.0])],
-                                 [1, 2, 3])[:2] == (pytest.approx(-0.5), pytest.approx(-0.5))
+    # one seed each: every resample would be the data itself: no interval, not a point
+    low, high, used = publish.bootstrap_rho([np.array([3.0]), np.array([1.0]), np.array([2.0])],
+                                            [1, 2, 3])
+    assert math.isnan(low) and math.isnan(high) and used == 0
     assert math.isnan(grouping.spearman([1, 2], [1, 2]))  # two points say nothing
     assert grouping.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
 

@@ -58,8 +58,9 @@ def bootstrap_rho(values: list[np.ndarray], published: list[float], resamples: i
                   seed: int = RNG_SEED) -> tuple[float, float, int]:
     """95% percentile interval of the rho of the settings' means against ``published`` when
     each setting's values (its seeds) are drawn with replacement; and how many resamples gave
-    a rho (one whose means all tie gives none)."""
-    if len(values) < 3 or any(len(v) == 0 for v in values):
+    a rho (one whose means all tie gives none). With one seed per setting every resample is
+    the data itself: no interval (a point would read as certainty about seeds never run)."""
+    if len(values) < 3 or any(len(v) == 0 for v in values) or all(len(v) == 1 for v in values):
         return math.nan, math.nan, 0
     rng = np.random.default_rng(seed)
     means = np.column_stack([np.asarray(v, float)[rng.integers(0, len(v), (resamples, len(v)))]
@@ -299,7 +300,8 @@ def render(study: Study, roots: list[Path], base: Path, title: str | None = TITL
                  f"Each seed: its ok runs ranked on their own. Interval: percentiles 2.5 and 97.5 "
                  f"of rho over {m['resamples']} resamples of the seeds (per setting its ok seeds "
                  f"drawn with replacement, means recomputed; numpy default_rng({RNG_SEED}); "
-                 f"{m['used']} gave a rho). rho needs 3 settings."]
+                 f"{m['used']} gave a rho). rho needs 3 settings, its interval a setting with 2 "
+                 f"ok seeds."]
 
     if study.figures:
         body += ["", "### Figures", ""]
