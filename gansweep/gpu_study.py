@@ -42,7 +42,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CARRIED = REPO / ".gpu"  # scripts/gpu_prepare.sh builds it
-SAMPLES_LIMIT = 16 * 2**20 - 2**18  # raw bytes per samples file (the device returns <= 16 MiB)
+# what the device tool returns: at most 8 files of at most 16 MiB each. The samples files are
+# packed by their compressed size (digits on a black background deflate about 2.7 to 1), with
+# a margin for the zip headers, so that 21 runs (7 presets x 3 seeds) come back in 2 files.
+RETURN_FILES = 8
+SAMPLES_LIMIT = 16 * 2**20 - 2**20  # compressed bytes per samples file
 # not in the archive that comes back (samples/0...: the grids during training)
 LEFT_OUT = ("/checkpoints", ".lock", ".partial")
 
@@ -250,16 +254,10 @@ def export(args) -> int:
         arrays[job.name], entry = draw_levels(job, summary, args.device)
         entry["seconds"] = round(time.perf_counter() - t0, 2)
         entries.append(entry)
-    chunks, size = [[]], 0  # files of at most SAMPLES_LIMIT raw bytes each
-    for entry in entries:
-        nbytes = arrays[entry["job"]].nbytes
-        if chunks[-1] and size + nbytes > SAMPLES_LIMIT:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(entry)
-        size += nbytes
+    chunks = pack([_deflated_size(arrays[e["job"]]) for e in entries], SAMPLES_LIMIT)
+    chunks = [[entries[i] for i in chunk] for chunk in chunks]
     files = []
-    for i, chunk in enumerate(c for c in chunks if c):
+    for i, chunk in enumerate(chunks):
         files.append("samples.npz" if len(chunks) == 1 else f"samples_{i + 1}.npz")
         np.savez_compressed(out / files[-1], **{e["job"]: arrays[e["job"]] for e in chunk})
         for e in chunk:
@@ -274,7 +272,9 @@ def export(args) -> int:
         for extra in args.extra or []:
             if Path(extra).exists():
                 tar.add(extra, arcname=f"extra/{Path(extra).name}")
-    shown = [n for n in ("table.md", "montage.png") if (sweep / n).exists()]  # to look at
+    # table.md and montage.png to look at, where the return has room (both are in the archive)
+    room = RETURN_FILES - len(files) - 3  # manifest.json, study.tar.gz, study.txt
+    shown = [n for n in ("table.md", "montage.png") if (sweep / n).exists()][:max(room, 0)]
     for name in shown:
         shutil.copyfile(sweep / name, out / name)
     lines = [_run_line(e) for e in entries] + [f"skipped {s}" for s in skipped]
@@ -282,6 +282,25 @@ def export(args) -> int:
     (out / "study.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if entries else 1
+
+
+def pack(sizes: list[int], limit: int) -> list[list[int]]:
+    """Indices of ``sizes`` in order, in consecutive groups whose sums stay within ``limit``
+    (a single item over it gets a group of its own)."""
+    groups, total = [], 0
+    for i, size in enumerate(sizes):
+        if not groups or (groups[-1] and total + size > limit):
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += size
+    return groups
+
+
+def _deflated_size(levels) -> int:
+    """Bytes of ``levels`` deflated as np.savez_compressed stores it (zlib's default level)."""
+    import zlib
+    return len(zlib.compress(levels.tobytes(), 6)) + 1024  # + the .npy and zip headers
 
 
 def _run_line(e: dict) -> str:

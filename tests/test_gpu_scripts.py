@@ -49,6 +49,27 @@ def test_nothing_there_reaches_for_the_network():
                 assert "--no-index" in line, f"{name}: {line}"
 
 
+def test_samples_files_are_packed_by_compressed_size_within_the_return_limits():
+    from gansweep.gpu_study import RETURN_FILES, SAMPLES_LIMIT, _deflated_size, pack
+
+    assert pack([], 10) == []
+    assert pack([4, 4, 3, 9, 12, 1], 10) == [[0, 1], [2], [3], [4], [5]]  # 12: a group alone
+    assert pack([5, 5, 5], 10) == [[0, 1], [2]]
+    # the estimate against what np.savez_compressed writes, on digit-like levels: black
+    # background, strokes of noisy grey (what G draws compresses about as well)
+    rng = np.random.default_rng(0)
+    levels = np.zeros((3000, 28, 28), np.uint8)
+    levels[:, 6:22, 12:16] = rng.integers(100, 256, (3000, 16, 4))
+    import io
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, a=levels)
+    assert abs(_deflated_size(levels) - len(buffer.getvalue())) < 2048
+    # 21 runs (7 presets x 3 seeds) of the first H200's size (0.68-1.43 MB each): 2 files,
+    # which leaves the return room for manifest, archive, study.txt, table.md and montage.png
+    sizes = [680_781, 701_282, 1_425_990, 740_068, 891_500, 1_130_751, 689_698] * 3
+    assert len(pack(sizes, SAMPLES_LIMIT)) + 5 <= RETURN_FILES
+
+
 def test_plan_sizes_the_epochs_from_the_slowest_run_in_steady_state(tmp_path):
     """Seconds per batch after the first logged one (autotuning left out), of the slowest
     run; the launch overhead and the reserve come off the time left; at most --max-epochs."""
