@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reserve", type=float, default=60.0,
                    help="seconds kept for the final evaluation, export and packing")
     # measured/calibrated seconds per batch on the H200: 7 runs 24.7/22.35 ms (1.11), 21 runs
-    # 73.3/60.45 ms (1.21: the 1-epoch calibration overlaps with the staggered starts of 21
+    # 73.8/60.45 ms (1.22: the 1-epoch calibration overlaps with the staggered starts of 21
     # processes, so fewer ran at once than in the study); at 1.15 the 21 runs finished 13 s
     # before the stop (docs/performance.md, "One H200")
     p.add_argument("--margin", type=float, default=1.3)
