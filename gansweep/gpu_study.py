@@ -38,6 +38,7 @@ import sys
 import tarfile
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -299,7 +300,6 @@ def pack(sizes: list[int], limit: int) -> list[list[int]]:
 
 def _deflated_size(levels) -> int:
     """Bytes of ``levels`` deflated as np.savez_compressed stores it (zlib's default level)."""
-    import zlib
     return len(zlib.compress(levels.tobytes(), 6)) + 1024  # + the .npy and zip headers
 
 
