@@ -290,7 +290,7 @@ def pack(sizes: list[int], limit: int) -> list[list[int]]:
     (a single item over it gets a group of its own)."""
     groups, total = [], 0
     for i, size in enumerate(sizes):
-        if not groups or (groups[-1] and total + size > limit):
+        if not groups or total + size > limit:
             groups.append([])
             total = 0
         groups[-1].append(i)
