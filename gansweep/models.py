@@ -132,12 +132,80 @@ class KerasBatchNorm(nn.Module):
         return f"{self.weight.numel()}, axis={self.axis}, momentum={self.momentum}, eps={self.epsilon}"
 
 
-def keras_init_(module: nn.Module) -> None:
-    """glorot_uniform weights (conv fans = channels * kh * kw), zero biases, like Keras."""
+def keras_init_(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """glorot_uniform weights (conv fans = channels * kh * kw), zero biases, like Keras,
+    drawn from ``generator`` (None: torch's global RNG)."""
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(layer.weight)
+            nn.init.xavier_uniform_(layer.weight, generator=generator)
             nn.init.zeros_(layer.bias)
+
+
+def torch_default_init_(module: nn.Module, generator: torch.Generator) -> None:
+    """What ``nn.Linear`` / ``nn.Conv2d`` draw in their constructors (``reset_parameters``:
+    kaiming_uniform(a=sqrt(5)) weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) biases), layer by
+    layer in construction order, from ``generator``.
+
+    A network built under ``torch.random.fork_rng`` and then passed through this draws the
+    same numbers from its run's generator as the same network built after
+    ``torch.manual_seed`` draws from the global RNG: the layers' ``reset_parameters`` use
+    exactly these calls, which take no generator."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            if layer.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+class RunDropout(nn.Module):
+    """Inverted dropout (as Keras) whose masks come from the run's own generator.
+
+    ``generator`` is set by the run that owns the network (``use_generator``); None draws
+    from torch's global RNG. On a CPU this is ATen's own dropout step for step
+    (``empty_like(x).bernoulli_(1 - p)``, divided by 1 - p, times x), so a generator in the
+    state the global RNG had gives the masks ``nn.Dropout`` gave. On CUDA, ``nn.Dropout``
+    uses a fused kernel that takes no generator and draws another stream: a CUDA run's masks
+    are this module's (gansweep.checkpoint refuses CUDA checkpoints made before)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def mask(self, like: torch.Tensor) -> torch.Tensor:
+        """The next mask for an input like ``like``, scaled by 1 / (1 - p)."""
+        noise = torch.empty_like(like).bernoulli_(1.0 - self.p, generator=self.generator)
+        return noise.div_(1.0 - self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:  # ATen: everything dropped, no draw
+            return x * torch.zeros((), dtype=x.dtype, device=x.device)
+        return x * self.mask(x)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_generator(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Make every Dropout of ``module`` draw its masks from ``generator``: ``RunDropout``s
+    get it, a plain ``nn.Dropout`` (a user's network) is replaced by a ``RunDropout`` of the
+    same p (the same masks on a CPU). Dropout called as a function inside ``forward``
+    (``F.dropout``) cannot be reached and keeps drawing from the global RNG."""
+    for name, child in list(module.named_children()):
+        if type(child) is nn.Dropout:
+            replacement = RunDropout(child.p)
+            replacement.train(child.training)
+            setattr(module, name, replacement)
+        use_generator(getattr(module, name), generator)
+    if isinstance(module, RunDropout):
+        module.generator = generator
+    return module
 
 
 # ----------------------------------------------------------------------------- networks
@@ -243,7 +311,7 @@ class Discriminator(nn.Module):
         self.conv1 = SameConv2d(1, 64, 5, stride=2, in_size=28)  # pads 1 before, 2 after
         self.conv2 = nn.Conv2d(64, 128, 5, stride=2)  # 'valid': 14 -> 5
         self.fc1 = nn.Linear(128 * 5 * 5, 256)
-        self.dropout = nn.Dropout(dropout)  # inverted dropout, as Keras
+        self.dropout = RunDropout(dropout)  # inverted dropout, as Keras, on the run's stream
         self.fc2 = nn.Linear(256, 1)
 
     @staticmethod
@@ -289,41 +357,65 @@ class GAN(nn.Module):
         self.generator, self.discriminator, self.latent_dim = generator, discriminator, latent_dim
 
 
+def _built(build, generator: torch.Generator | None):
+    """``build()``'s networks, their torch-default initial weights drawn from ``generator``:
+    built under ``fork_rng`` (what the layers' constructors draw from the global RNG is
+    discarded, the global RNG is left as it was), then initialised again from ``generator``
+    in construction order (``torch_default_init_``). None: built as torch builds them, from
+    the global RNG."""
+    if generator is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        nets = build()
+    for net in nets:
+        torch_default_init_(net, generator)
+    return nets
+
+
 class DCGAN(GAN):
     """``model=dcgan_mnist``: the seed's G and D with Keras 2.1 semantics. ``impl=fast`` is the
-    same network computed faster (``FastGenerator``, ``FastDiscriminator``)."""
+    same network computed faster (``FastGenerator``, ``FastDiscriminator``).
+
+    ``generator``: the run's own stream for the initial weights (and afterwards, in the run,
+    its Dropout masks); None draws from torch's global RNG. Seeded alike, both give the
+    same weights."""
 
     def __init__(self, latent_dim: int = 100, impl: str = "reference", bn_axis: str = "keras",
                  bn_momentum: float = 0.99, bn_epsilon: float = 1e-3,
                  bn_var_dense: str = "biased", bn_var_conv: str = "unbiased",
                  bn_zero_debias: bool = True, leaky_slope: float = 0.2, dropout: float = 0.5,
-                 init: str = "keras", name: str = "dcgan_mnist"):
+                 init: str = "keras", name: str = "dcgan_mnist",
+                 generator: torch.Generator | None = None):
         fast = str(impl) == "fast"
-        # construction order (G, D, then their initialisation) fixes what torch's global RNG
-        # gives each weight: it is part of "same seed, same numbers"
-        g = (FastGenerator if fast else Generator)(latent_dim, str(bn_axis), bn_momentum,
+        # construction order (G, D, then their initialisation) fixes what the stream gives
+        # each weight: it is part of "same seed, same numbers"
+        g, d = _built(lambda: (
+            (FastGenerator if fast else Generator)(latent_dim, str(bn_axis), bn_momentum,
                                                    bn_epsilon, str(bn_var_dense),
-                                                   str(bn_var_conv), bn_zero_debias)
-        d = (FastDiscriminator if fast else Discriminator)(leaky_slope, dropout)
+                                                   str(bn_var_conv), bn_zero_debias),
+            (FastDiscriminator if fast else Discriminator)(leaky_slope, dropout)), generator)
         if str(init) == "keras":
-            keras_init_(g)
-            keras_init_(d)
+            keras_init_(g, generator)
+            keras_init_(d, generator)
         if fast:  # the same D, its conv weights stored channels_last (layout only)
             d = d.to(memory_format=torch.channels_last)
         super().__init__(g, d, latent_dim)
 
 
 class MLPGAN(GAN):
-    """``model=mlp``: G with ReLU, D with LeakyReLU and a raw output, for 2-D mixtures."""
+    """``model=mlp``: G with ReLU, D with LeakyReLU and a raw output, for 2-D mixtures
+    (``generator`` as in ``DCGAN``)."""
 
     def __init__(self, latent_dim: int = 16, data_dim: int = 2, hidden: int = 128,
                  layers: int = 3, leaky_slope: float = 0.2, init: str = "keras",
-                 impl: str = "fast", name: str = "mlp"):
-        g = MLP(latent_dim, data_dim, hidden, layers, nn.ReLU)
-        d = MLP(data_dim, 1, hidden, layers, lambda: nn.LeakyReLU(leaky_slope))
+                 impl: str = "fast", name: str = "mlp",
+                 generator: torch.Generator | None = None):
+        g, d = _built(lambda: (MLP(latent_dim, data_dim, hidden, layers, nn.ReLU),
+                               MLP(data_dim, 1, hidden, layers,
+                                   lambda: nn.LeakyReLU(leaky_slope))), generator)
         if str(init) == "keras":
-            keras_init_(g)
-            keras_init_(d)
+            keras_init_(g, generator)
+            keras_init_(d, generator)
         super().__init__(g, d, latent_dim)
 
 
