@@ -1,7 +1,7 @@
 """The files that carry a run across crashes, and the rules for continuing one.
 
 - ``checkpoints/last.pt``: G, D, both optimisers, counters, the epoch's shuffle and every RNG
-  state (``trainer.Run.state_dict``), written atomically at batch boundaries; ``load`` reads
+  state (``trainer.Run.state_dict``: the run's own, ``gansweep.gan.state``), written atomically at batch boundaries; ``load`` reads
   it back and ``check_resumable`` says whether this config may continue it.
 - ``checkpoints/best.pt``: G and D of the best evaluation so far (``best_record``,
   ``save_best``).
@@ -21,6 +21,11 @@ from omegaconf import DictConfig
 from gansweep import artifacts, schema
 from gansweep.fid.metrics import is_better
 from gansweep.identity import differing, fingerprint
+
+
+# last.pt's "streams": 2 since a run's Dropout masks come from its own generator
+# (gansweep.gan.state.Streams): the masks of earlier releases on a CPU, another stream on CUDA
+STREAMS_VERSION = 2
 
 
 @dataclass
@@ -73,6 +78,19 @@ def check_device(state: dict, root: Path, device_type: str, precision: str) -> N
             + ", or use another output dir (or trainer.resume=never) to start over.")
 
 
+def check_streams(state: dict, root: Path, device_type: str) -> None:
+    """Refuse a CUDA checkpoint made before a run drew its Dropout masks from its own
+    generator: on CUDA those masks came from torch's fused dropout kernel on the global
+    stream, which a generator cannot continue (on a CPU the streams are the same)."""
+    if device_type == "cuda" and state.get("streams", 1) < STREAMS_VERSION:
+        raise ResumeError(
+            f"{root} holds a CUDA checkpoint of an earlier release, whose Dropout masks came "
+            "from torch's global CUDA stream; this release draws them from the run's own "
+            "generator, so continuing it would make a different run. Fix: "
+            "trainer.resume=never (or another output dir) to train it again, or finish it "
+            "with the release that started it.")
+
+
 def check_resumable(state: dict, cfg: DictConfig, root: Path, device_type: str,
                     precision: str) -> None:
     """Raise ResumeError unless ``cfg`` may continue the checkpoint ``state``: the same
@@ -82,6 +100,7 @@ def check_resumable(state: dict, cfg: DictConfig, root: Path, device_type: str,
         raise refuse_dir(root, "a checkpoint of a different configuration "
                                f"(differs in: {', '.join(differing(mine, theirs))})")
     check_device(state, root, device_type, precision)
+    check_streams(state, root, device_type)
     if state["counters"]["epoch"] > cfg.trainer.epochs:
         raise refuse_dir(root, f"a run trained for {state['counters']['epoch']} "
                                f"epochs; this config asks for trainer.epochs={cfg.trainer.epochs}")

@@ -1,10 +1,14 @@
-"""The training loop: one flat loop over epochs and batches around ``step.train_step``.
+"""What drives a run: one flat loop over epochs and batches around what the run *is*.
 
-Everything a run is made of is built from its config with ``hydra.utils.instantiate``
-(model, optimisers, GAN type with its kernel, dataset with its visualiser and evaluator,
-noise); evaluation (``gansweep.fid``, ``gansweep.mixtures.ModeMetrics``) and pictures take a
-sampling function, never the run. The run owns its state; the checkpoint files and the rules
-for continuing one are in ``gansweep.checkpoint``, summary.json in ``gansweep.summary``. On a
+``gansweep.gan.state.RunState`` is the run as a value (networks, optimisers, objective,
+counters and its own random streams, built from the config with ``hydra.utils.instantiate``);
+``Run`` drives it: the run dir, checkpoints (the files and the rules for continuing one are
+in ``gansweep.checkpoint``), evaluation, pictures, summary.json (``gansweep.summary``),
+loggers and signals. ``Run.train()`` runs one to the end; ``start`` / ``advance`` /
+``finish`` let one process drive several, interleaved. Process-wide settings (threads,
+TF32, deterministic kernels, the CUDA device) are set once per process by
+``configure_process``, never by a run. Evaluation (``gansweep.fid``,
+``gansweep.mixtures.ModeMetrics``) and pictures take a sampling function, never the run. On a
 GPU the loop reads nothing back to the host except at logging steps (both losses in one
 transfer), where step times are taken too (``StepClock``).
 """
@@ -27,35 +31,49 @@ from omegaconf import DictConfig
 from gansweep import artifacts, checkpoint, extend, schema, summary
 from gansweep.checkpoint import Counters, Diverged
 from gansweep.device import (StepClock, configure_backends, isolated_rng, memory_report,
-                             precision, resolve_device, select, train_autocast)
+                             precision, resolve_device, select)
 from gansweep.fid.evaluator import build_evaluator
 from gansweep.identity import fingerprint, plain_config
 from gansweep.loggers import build_logger
+from gansweep.gan.state import RunState
 from gansweep.noise import sample_generator
 from gansweep.pictures import read_grid
 from gansweep.progress import Progress
 from gansweep.signals import Interrupted, on_stop_signals
-from gansweep.step import Parts, train_step
 
 log = logging.getLogger(__name__)
 
 
+def configure_process(cfg: DictConfig) -> torch.device:
+    """The process-wide settings runs depend on, set once per process by whoever drives the
+    runs (``run``, the packed launcher), never by a run: torch's thread count (when
+    ``trainer.threads`` names one), TF32 and deterministic kernels, the current CUDA device.
+    Returns the device."""
+    schema.check(cfg)  # e.g. trainer.device=cuda without CUDA: one line, before any setting
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    device = resolve_device(str(cfg.trainer.device))
+    configure_backends(device, cfg.trainer.tf32, cfg.trainer.deterministic)
+    select(device)
+    return device
+
+
 class Run:
-    """One training run: what the config builds, the counters, and the run dir."""
+    """What drives one run (``RunState``, what the run is): its dir, checkpoints, evaluation,
+    summary.json, loggers and signals.
+
+    ``train()`` runs it to the end. The stepping API lets a caller drive several runs in one
+    process, interleaved: ``start()``, ``advance()`` (one batch, with the checkpoints, logs
+    and evaluations due at it) until ``done``, then ``finish()``; ``close()`` in any case
+    (``train`` shows the order, and the handling of ``Diverged`` and ``Interrupted``)."""
 
     def __init__(self, cfg: DictConfig, out_dir: Path | str):
         self.cfg = cfg
         self.dirs = artifacts.RunDir(out_dir)
         schema.check(cfg)  # every value range, before anything is built or written
         artifacts.ensure_writable(self.dirs.root)
-        if cfg.trainer.threads:
-            torch.set_num_threads(cfg.trainer.threads)
         self.device = resolve_device(str(cfg.trainer.device))
-        configure_backends(self.device, cfg.trainer.tf32, cfg.trainer.deterministic)
-        select(self.device)
         self.precision = precision(self.device)
-        torch.manual_seed(cfg.seed)  # Dropout and initialisation
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)  # noise, shuffles
         self.dataset = instantiate(cfg.dataset)
         self.evaluator = self.dataset.evaluator or build_evaluator(  # the fid group's
             cfg.get("fid"), data_root=cfg.dataset.get("root", "data"), device=self.device,
@@ -65,39 +83,25 @@ class Run:
         schema.require(cfg.trainer.batch_size <= len(data), "trainer.batch_size",
                        cfg.trainer.batch_size, f"must be <= the {len(data)} training samples "
                        "available (raise dataset.limit or lower the batch size)")
-        self.data = data.x.to(self.device)
-        gan = instantiate(cfg.model)
-        self.g, self.d, self.latent_dim = (gan.generator.to(self.device),
-                                           gan.discriminator.to(self.device), gan.latent_dim)
-        self.noise_source = instantiate(cfg.noise)
-        self.opt_d, self.opt_g = (instantiate(cfg.optimizer.d)(self.d.parameters()),
-                                  instantiate(cfg.optimizer.g)(self.g.parameters()))
-        self.objective = instantiate(cfg.gan_type)
-        precision_name = str(cfg.trainer.get("precision", "fp32"))  # bf16: autocast forwards
-        self.parts = Parts(self.g, self.d, self.opt_d, self.opt_g, self.objective,
-                           str(cfg.trainer.fake_mode))
-        if precision_name != "fp32":  # fp32 keeps Parts' no-op context: nothing per step
-            train_autocast(self.device, precision_name)  # an unknown name fails here, once
-            self.parts.autocast = lambda: train_autocast(self.device, precision_name)
-        self.counters = Counters()
-        self.perm: torch.Tensor | None = None  # this epoch's shuffle
-        self.perm_epoch: int | None = None
+        self.state = RunState(cfg, self.device, data.x)
         self.stop_signal: int | None = None
         self.wall = time.monotonic  # the checkpoint_minutes clock (replaceable in tests)
         self.last_checkpoint = self.wall()
         self.best: dict | None = None  # the best evaluation so far (update_best)
-        per_epoch = len(self.data) // cfg.trainer.batch_size  # the seed drops the last partial batch
-        cap = cfg.trainer.max_batches_per_epoch
-        self.batches_per_epoch = min(per_epoch, cap) if cap else per_epoch
+        self.batches_per_epoch = self.state.batches_per_epoch
 
-    def noise(self) -> torch.Tensor:
-        return self.noise_source(self.cfg.trainer.batch_size, self.latent_dim, self.generator,
-                                 self.device)
+    # what the run is, by the names the driver's methods use
+    g = property(lambda self: self.state.g)
+    d = property(lambda self: self.state.d)
+    data = property(lambda self: self.state.data)
+    objective = property(lambda self: self.state.objective)
+    counters = property(lambda self: self.state.counters)
 
     def sampler(self, seed_offset: int, batch_size: int | None = None):
         """``sample(n)``: n samples of the current G in inference mode on noise seeded by the
         run's seed + ``seed_offset``; the callable evaluators and pictures take."""
-        return lambda n: sample_generator(self.g, self.noise_source, self.latent_dim, n,
+        state = self.state
+        return lambda n: sample_generator(state.g, state.noise_source, state.latent_dim, n,
                                           self.cfg.seed + seed_offset, self.device,
                                           batch_size or self.cfg.trainer.batch_size)
 
@@ -146,38 +150,15 @@ class Run:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """Everything checkpoints/last.pt holds: an exact resume point."""
-        state = {
-            "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
-            "opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict(),
-            "counters": vars(self.counters).copy(), "perm": self.perm,
-            "perm_epoch": self.perm_epoch,
-            "rng": {"torch": torch.get_rng_state(), "noise": self.generator.get_state()},
-            "fingerprint": fingerprint(self.cfg),
-            # the noise generator's state only fits a generator of the same device type
-            "device_type": self.device.type, "precision": self.precision,
-            "config": plain_config(self.cfg),
-            "best": self.best,  # so a resumed run keeps comparing against the right best
-        }
-        if self.device.type == "cuda":
-            state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+        return {**self.state.state_dict(), "fingerprint": fingerprint(self.cfg),
+                # the noise generator's state only fits a generator of the same device type
+                "device_type": self.device.type, "precision": self.precision,
+                "config": plain_config(self.cfg),
+                "best": self.best}  # so a resumed run keeps comparing against the right best
 
     def load_state_dict(self, state: dict) -> None:
-        self.g.load_state_dict(state["generator"])
-        self.d.load_state_dict(state["discriminator"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.counters = Counters(**state["counters"])
-        perm = state["perm"]
-        self.perm = perm.to(self.device) if perm is not None else None
-        self.perm_epoch = state["perm_epoch"]
+        self.state.load_state_dict(state)
         self.best = state.get("best")
-        # RNG states are CPU ByteTensors whatever the device (set_rng_state refuses others)
-        rng = {name: value.cpu() for name, value in state["rng"].items()}
-        torch.set_rng_state(rng["torch"])
-        self.generator.set_state(rng["noise"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def save_checkpoint(self) -> None:
         """checkpoints/last.pt, atomically, never over a good one with non-finite weights."""
@@ -217,36 +198,62 @@ class Run:
 
     # ------------------------------------------------------------------ the run
     def train(self) -> dict:
+        """The whole run: ``start``, ``advance`` until ``done``, ``finish``, with SIGTERM and
+        Ctrl-C stopping it at the next batch boundary with a checkpoint."""
+        self.start()
+        try:
+            with on_stop_signals(self._request_stop):
+                while not self.done:
+                    self.advance()
+        except Diverged as exc:
+            return self.diverged(exc)
+        except Interrupted as exc:
+            self.status("interrupted", error=str(exc), last_sample=self.last_sample())
+            raise
+        finally:
+            self.close()
+        return self.finish()
+
+    def start(self) -> None:
+        """Resume (or start over), open the metrics log and the loggers, say "running"."""
         cfg = self.cfg.trainer
         if not self.resume():
             artifacts.truncate_metrics(self.dirs.metrics, 0)  # trainer.resume=never: start over
-        c = self.counters
-        metrics = artifacts.MetricsLog(self.dirs.metrics)
-        self._catch_up_evaluation(metrics)
+        self.metrics = artifacts.MetricsLog(self.dirs.metrics)
+        self._catch_up_evaluation(self.metrics)
         self.logger = build_logger(self.cfg.get("logger"), self.dirs.root,
                                    config=plain_config(self.cfg))
-        progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
+        self.progress = Progress(str(cfg.progress), cfg.epochs, self.batches_per_epoch)
         self.step_times: list[float] = []
         self.status("running", pid=os.getpid())
         log.info("training %s: %d epochs x %d batches of %d on %s (%d torch threads)",
                  self.cfg.name, cfg.epochs, self.batches_per_epoch, cfg.batch_size, self.device,
                  torch.get_num_threads())
         self.stop_signal = None
-        try:
-            with on_stop_signals(self._request_stop):
-                self._loop(metrics, progress)
-        except Diverged as exc:
-            log.warning("%s diverged: %s; last good checkpoint and samples kept", self.cfg.name, exc)
-            return self.status("diverged", error=str(exc), diverged_at=vars(c).copy(),
-                               last_sample=self.last_sample(), objective=math.inf,
-                               **summary.best_entries(self.best))
-        except Interrupted as exc:
-            self.status("interrupted", error=str(exc), last_sample=self.last_sample())
-            raise
-        finally:
-            progress.close()
-            metrics.close()
-            self.logger.close()
+        self.clock = StepClock(self.device)
+        self._epoch_started = False
+
+    @property
+    def done(self) -> bool:
+        return self.state.finished
+
+    def close(self) -> None:
+        """The progress bar, metrics log and loggers closed (after ``finish`` or a stop)."""
+        self.progress.close()
+        self.metrics.close()
+        self.logger.close()
+
+    def diverged(self, exc: Diverged) -> dict:
+        """summary.json of a run stopped by a non-finite value (its last good checkpoint and
+        samples are kept)."""
+        log.warning("%s diverged: %s; last good checkpoint and samples kept", self.cfg.name, exc)
+        return self.status("diverged", error=str(exc), diverged_at=vars(self.counters).copy(),
+                           last_sample=self.last_sample(), objective=math.inf,
+                           **summary.best_entries(self.best))
+
+    def finish(self) -> dict:
+        """The final checkpoint, samples and evaluation, and summary.json "ok"."""
+        c = self.counters
         self.save_checkpoint()
         # The final evaluation (minutes for an Inception FID) stops at once on SIGTERM or
         # Ctrl-C; the checkpoint above is final, so a relaunch only evaluates again.
@@ -307,67 +314,66 @@ class Run:
             self.step_times.extend([seconds / steps] * steps)
         return seconds, steps
 
-    def _loop(self, metrics: artifacts.MetricsLog, progress: Progress) -> None:
-        cfg, c = self.cfg.trainer, self.counters
-        clock = StepClock(self.device)
-        while c.epoch < cfg.epochs:
-            if self.perm_epoch != c.epoch:  # a fresh shuffle per epoch (kept across resumes)
-                self.perm = torch.randperm(len(self.data), generator=self.generator,
-                                           device=self.device)
-                self.perm_epoch = c.epoch
+    def advance(self) -> None:
+        """Train one batch, with what is due around it: a checkpoint before it (or the stop a
+        signal asked for), a picture and a log row after it, and at an epoch's end the
+        evaluation. Raises ``Diverged`` on a non-finite value, ``Interrupted`` on a stop."""
+        cfg, c, clock = self.cfg.trainer, self.counters, self.clock
+        if not self._epoch_started:
             clock.restart()  # epoch-end evaluation is not training time
-            while c.batch < self.batches_per_epoch:
-                if self.stop_signal is not None:
-                    self._account(clock)
-                    self.save_checkpoint()
-                    raise Interrupted(self.stop_signal)
-                if self._checkpoint_due(c.batch):
-                    self._account(clock)  # the checkpoint reads the weights: a sync anyway
-                    self.save_checkpoint()  # a clean batch boundary: exact resume point
-                    self.status("running", pid=os.getpid())
-                index = self.perm[c.batch * cfg.batch_size:(c.batch + 1) * cfg.batch_size]
-                # logged values are those the step uses: read before it updates them
-                lr_d, lr_g, eps = (self.opt_d.current_lr(), self.opt_g.current_lr(),
-                                   self.objective.eps(c.step))
-                d_loss, g_loss, fakes = train_step(self.parts, self.data[index], self.noise,
-                                                   c.step)
-                clock.tick()
-                if c.batch % cfg.sample_every == 0:
-                    if not bool(torch.isfinite(fakes).all()):
-                        raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
-                                       f"batch {c.batch}")
-                    picture = self.visualize(fakes, self.dirs.sample(c.epoch, c.batch))
-                    self.logger.log_grid("samples", read_grid(picture), c.step)
-                last = c.batch == self.batches_per_epoch - 1
-                if c.batch % cfg.log_every == 0 or last:
-                    d_value, g_value = torch.stack([d_loss, g_loss]).tolist()  # one read-back
-                    if not (math.isfinite(d_value) and math.isfinite(g_value)):
-                        raise Diverged(f"non-finite loss at epoch {c.epoch}, batch {c.batch}: "
-                                       f"d_loss={d_value}, g_loss={g_value}")
-                    seconds, steps = self._account(clock)
-                    row = {"epoch": c.epoch, "batch": c.batch, "step": c.step,
-                           "d_loss": d_value, "g_loss": g_value, "eps": eps,
-                           "lr_d": lr_d, "lr_g": lr_g, "seconds": round(c.seconds, 4)}
-                    metrics.write(row)
-                    self.logger.log_scalars(row, c.step)
-                    progress.update(c, d_value, g_value, seconds / max(steps, 1))
-                c.batch += 1
-                c.step += 1
-            c.epoch, c.batch = c.epoch + 1, 0
-            if self.stop_signal is not None and c.epoch >= cfg.epochs:  # came in the last batch
-                self._account(clock)
-                self.save_checkpoint()
-                raise Interrupted(self.stop_signal)
-            # every metric every fid.every_epochs epochs; the last epoch's go to summary.json
-            if self.evaluator.due(c.epoch, cfg.epochs):
-                row = {"epoch": c.epoch - 1, "step": c.step - 1,
-                       **self.evaluator.row(self.evaluate())}
-                metrics.write(row)  # logged as the epoch's last batch: a resume keeps the row
-                self.update_best(row, row["epoch"])
+            self._epoch_started = True
+        if self.stop_signal is not None:
+            self._account(clock)
+            self.save_checkpoint()
+            raise Interrupted(self.stop_signal)
+        if self._checkpoint_due(c.batch):
+            self._account(clock)  # the checkpoint reads the weights: a sync anyway
+            self.save_checkpoint()  # a clean batch boundary: exact resume point
+            self.status("running", pid=os.getpid())
+        out = self.state.train_batch()
+        clock.tick()
+        if c.batch % cfg.sample_every == 0:
+            if not bool(torch.isfinite(out["fakes"]).all()):
+                raise Diverged(f"non-finite generator output at epoch {c.epoch}, "
+                               f"batch {c.batch}")
+            picture = self.visualize(out["fakes"], self.dirs.sample(c.epoch, c.batch))
+            self.logger.log_grid("samples", read_grid(picture), c.step)
+        last = c.batch == self.batches_per_epoch - 1
+        if c.batch % cfg.log_every == 0 or last:
+            # one read-back
+            d_value, g_value = torch.stack([out["d_loss"], out["g_loss"]]).tolist()
+            if not (math.isfinite(d_value) and math.isfinite(g_value)):
+                raise Diverged(f"non-finite loss at epoch {c.epoch}, batch {c.batch}: "
+                               f"d_loss={d_value}, g_loss={g_value}")
+            seconds, steps = self._account(clock)
+            row = {"epoch": c.epoch, "batch": c.batch, "step": c.step,
+                   "d_loss": d_value, "g_loss": g_value, "eps": out["eps"],
+                   "lr_d": out["lr_d"], "lr_g": out["lr_g"], "seconds": round(c.seconds, 4)}
+            self.metrics.write(row)
+            self.logger.log_scalars(row, c.step)
+            self.progress.update(c, d_value, g_value, seconds / max(steps, 1))
+        if not self.state.advance():
+            return
+        self._epoch_started = False
+        if self.stop_signal is not None and self.done:  # came in the last batch
+            self._account(clock)
+            self.save_checkpoint()
+            raise Interrupted(self.stop_signal)
+        # every metric every fid.every_epochs epochs; the last epoch's go to summary.json
+        if self.evaluator.due(c.epoch, cfg.epochs):
+            row = {"epoch": c.epoch - 1, "step": c.step - 1,
+                   **self.evaluator.row(self.evaluate())}
+            self.metrics.write(row)  # logged as the epoch's last batch: a resume keeps the row
+            self.update_best(row, row["epoch"])
 
     # ------------------------------------------------------------------ signals
+    def request_stop(self, signum: int) -> None:
+        """Stop at the next batch boundary, with a checkpoint (``advance`` raises
+        ``Interrupted``); what a driver of several runs calls on each from its handler."""
+        self.stop_signal = signum
+
     def _request_stop(self, signum, frame) -> None:
-        self.stop_signal = signum  # the loop stops at the next batch boundary
+        self.request_stop(signum)
 
     @staticmethod
     def _stop_now(signum, frame) -> None:
@@ -385,4 +391,5 @@ def run(cfg: DictConfig, out_dir: Path | str) -> dict:
             log.info("%s already finished this config (summary.json status ok); skipping", out_dir)
             return done
         extend.prepare(cfg, out_dir)  # a finished shorter run of this config: continue it
+        configure_process(cfg)
         return Run(cfg, out_dir).train()

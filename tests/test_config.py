@@ -224,6 +224,8 @@ def test_no_value_is_defined_twice_with_two_values():
 # what the run passes at build time, beside the config (gansweep.fid.evaluator.build_evaluator,
 # gansweep.loggers.build_logger)
 CONTEXT = {"gansweep.fid.FidEvaluator": {"data_root", "device", "fetch_data"},
+           "gansweep.models.DCGAN": {"generator"},  # the run's stream (gansweep.gan.state)
+           "gansweep.models.MLPGAN": {"generator"},
            "gansweep.loggers.CsvLogger": {"run_dir", "config"},
            "gansweep.loggers.TensorBoardLogger": {"run_dir", "config"},
            "gansweep.mlflow_logger.MlflowLogger": {"run_dir", "config"}}

@@ -21,7 +21,7 @@ from gansweep.step import train_step
 from gansweep.train import launcher_device
 from gansweep.checkpoint import ResumeError
 from gansweep.signals import Interrupted
-from gansweep.trainer import Run
+from gansweep.trainer import Run, configure_process
 from gansweep.schema import ConfigError, check
 
 GANS = {"standard": ["+experiment=seed_standard"], "coulomb": ["+experiment=seed_coulomb_1"]}
@@ -72,7 +72,7 @@ def test_a_training_step_reads_nothing_back_to_the_host(tiny_overrides, tmp_path
     r = Run(compose_config([*tiny_overrides, *GANS[gan], f"model.impl={impl}"]), tmp_path)
     for _ in range(2):  # the second step: zero-debias counters past 1
         with HostReads() as mode:
-            train_step(r.parts, r.data[:32], r.noise, r.counters.step)
+            train_step(r.state.parts, r.data[:32], r.state.noise, r.counters.step)
         assert mode.reads == 0
         if impl == "fast":  # the reference potential's boolean masks are left as they were
             assert mode.nonzero == 0
@@ -120,24 +120,25 @@ def test_resume_on_a_gpu_loads_to_cpu_and_gives_the_rng_cpu_byte_tensors(
 
     second = Run(cfg, tmp_path)
     second.device = torch.device("cuda")  # what a GPU run has; its tensors stay on CPU here
-    given = []
-    real_set_rng_state = torch.set_rng_state
-    monkeypatch.setattr(torch, "set_rng_state",
-                        lambda s: (given.append(s), real_set_rng_state(s))[1])
+    loaded = []
+    real_load = checkpoint.load
+    monkeypatch.setattr(checkpoint, "load", lambda p: (loaded.append(real_load(p)), loaded[-1])[1])
+    monkeypatch.setattr(checkpoint, "check_streams", lambda *a: None)  # a CUDA run of this release
     assert second.resume()
-    assert [(s.device.type, s.dtype) for s in given] == [("cpu", torch.uint8)]
-    assert torch.equal(second.generator.get_state(), state["rng"]["noise"])
+    assert [(s.device.type, s.dtype) for s in loaded[0]["rng"].values()] == [("cpu", torch.uint8)] * 2
+    assert torch.equal(second.state.streams.model.get_state(), state["rng"]["torch"])
+    assert torch.equal(second.state.streams.noise.get_state(), state["rng"]["noise"])
 
 
 def test_load_state_dict_moves_the_shuffle_to_the_device(tiny_overrides, tmp_path, monkeypatch):
     r = Run(compose_config(tiny_overrides), tmp_path)
-    r.perm, r.perm_epoch = torch.randperm(512), 0
+    r.state.perm, r.state.perm_epoch = torch.randperm(512), 0
     state = r.state_dict()
     moved = []
     real_to = torch.Tensor.to
     monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: (moved.append(a), real_to(t, *a, **k))[1])
     r.load_state_dict(state)
-    assert (r.device,) in moved and torch.equal(r.perm, state["perm"])
+    assert (r.device,) in moved and torch.equal(r.state.perm, state["perm"])
 
 
 # ----------------------------------------------------------------------------- 2. device identity
@@ -239,10 +240,10 @@ def test_sigterm_always_checkpoints(tiny_overrides, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_tf32_is_off_by_default_and_on_only_when_asked(tiny_overrides, tmp_path):
     torch.backends.cudnn.allow_tf32 = True  # PyTorch's own default for convolutions
-    Run(compose_config(tiny_overrides), tmp_path / "a")
+    configure_process(compose_config(tiny_overrides))  # the process's settings, not a run's
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
     assert torch.get_float32_matmul_precision() == "highest"
-    Run(compose_config([*tiny_overrides, "trainer.tf32=true"]), tmp_path / "b")
+    configure_process(compose_config([*tiny_overrides, "trainer.tf32=true"]))
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     assert torch.get_float32_matmul_precision() == "high"
     assert device.precision("cpu") == "float32"  # TF32 is a CUDA matter

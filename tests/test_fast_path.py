@@ -198,7 +198,7 @@ def trajectory(overrides: list[str], tmp_path, impl: str, dtype: torch.dtype):
     losses = []
     for step in range(STEPS):
         real = run.data[step * batch:(step + 1) * batch]
-        d_loss, g_loss, _ = train_step(run.parts, real, lambda: run.noise().to(dtype),
+        d_loss, g_loss, _ = train_step(run.state.parts, real, lambda: run.state.noise().to(dtype),
                                        run.counters.step)
         run.counters.step += 1
         losses.append((d_loss.item(), g_loss.item()))

@@ -36,12 +36,12 @@ def test_a_cuda_step_never_synchronises(tiny_overrides, tmp_path, impl):
     assert isinstance(r.d, FastDiscriminator) == (impl == "fast")
     assert r.objective.kernel.impl == "fast"
     real = r.data[:32]
-    train_step(r.parts, real, r.noise, 0)  # warm-up: lazy initialisation may sync
+    train_step(r.state.parts, real, r.state.noise, 0)  # warm-up: lazy initialisation may sync
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(2):
-            train_step(r.parts, real, r.noise, 1)
+            train_step(r.state.parts, real, r.state.noise, 1)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

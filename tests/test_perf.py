@@ -126,17 +126,17 @@ def test_bf16_steps_keep_float32_weights_and_float64_potential(tiny_overrides, t
                           "trainer.device=cpu", "trainer.batch_size=16"])
     run = Run(cfg, tmp_path / "bf16")
     real = run.data[:16]
-    fakes = step.predict_fakes(run.parts, run.noise())
+    fakes = step.predict_fakes(run.state.parts, run.state.noise())
     assert fakes.dtype == torch.float32  # what the potential and the pictures see
     if gan_type == "coulomb":  # the targets: float64 arithmetic on float32 points, as in fp32
         targets = run.objective.d_targets(real, fakes, 0)
         expected = plummer_potential(real.double(), fakes.double(), cfg.kernel.eps, 3)
         torch.testing.assert_close(targets.squeeze(1).double(), expected, rtol=1e-5, atol=1e-6)
     before = {k: v.clone() for k, v in run.g.state_dict().items()}
-    d_loss, g_loss = step.d_step(run.parts, real, fakes, 0), step.g_step(run.parts, run.noise())
+    d_loss, g_loss = step.d_step(run.state.parts, real, fakes, 0), step.g_step(run.state.parts, run.state.noise())
     assert d_loss.dtype == g_loss.dtype == torch.float32
     assert torch.isfinite(d_loss) and torch.isfinite(g_loss)
-    for net, opt in ((run.g, run.opt_g), (run.d, run.opt_d)):
+    for net, opt in ((run.g, run.state.opt_g), (run.d, run.state.opt_d)):
         for p in net.parameters():  # float32 master weights and Adam state
             assert p.dtype == torch.float32 and opt.state[p]["m"].dtype == torch.float32
     changed = [k for k, v in run.g.state_dict().items() if not torch.equal(v, before[k])]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gansweep import step, trainer
+from gansweep.gan import state as state_module
 from gansweep.signals import Interrupted
 from gansweep.trainer import Run, run
 from tests.helpers import compose_config
@@ -24,22 +25,22 @@ def test_fakes_for_the_d_step_come_from_g_in_inference_mode(tiny_overrides, tmp_
         r.g.bn2.moving_mean.fill_(0.3)
         r.g.bn2.moving_variance.fill_(2.0)
     before = {k: v.clone() for k, v in r.g.state_dict().items()}
-    z = r.noise()
-    fakes = step.predict_fakes(r.parts, z)
+    z = r.state.noise()
+    fakes = step.predict_fakes(r.state.parts, z)
     r.g.eval()
     assert torch.equal(fakes, r.g(z))  # moving averages, not batch statistics
     r.g.train()
     assert not torch.allclose(fakes, r.g(z))
     r.g.load_state_dict(before)
-    step.predict_fakes(r.parts, z)
+    step.predict_fakes(r.state.parts, z)
     for key, value in r.g.state_dict().items():  # predict updates nothing
         assert torch.equal(value, before[key]), key
 
 
 def test_train_mode_fakes_switch(tiny_overrides, tmp_path):
     r = make_run(tiny_overrides, tmp_path, ["trainer.fake_mode=train"])
-    z = r.noise()
-    fakes = step.predict_fakes(r.parts, z)
+    z = r.state.noise()
+    fakes = step.predict_fakes(r.state.parts, z)
     assert r.g.training
     assert not torch.equal(r.g.bn1.moving_mean, torch.zeros(1024, device=r.device))
 
@@ -50,26 +51,26 @@ def test_g_step_freezes_d_but_keeps_its_dropout_active(tiny_overrides, tmp_path)
     r.d.dropout.register_forward_hook(lambda m, i, o: seen.append((m.training, (o == 0).float().mean().item())))
     d_before = {k: v.clone() for k, v in r.d.state_dict().items()}
     g_before = {k: v.clone() for k, v in r.g.state_dict().items()}
-    step.g_step(r.parts, r.noise())
+    step.g_step(r.state.parts, r.state.noise())
     assert seen and seen[0][0] is True and 0.3 < seen[0][1] < 0.7  # dropout zeroed ~half
     for key, value in r.d.state_dict().items():
         assert torch.equal(value, d_before[key]), f"D changed in the G step: {key}"
     assert not torch.equal(r.g.fc1.weight, g_before["fc1.weight"])
     assert all(p.requires_grad for p in r.d.parameters())  # unfrozen again for the D step
-    assert r.opt_g.iterations == 1 and r.opt_d.iterations == 0
+    assert r.state.opt_g.iterations == 1 and r.state.opt_d.iterations == 0
 
 
 def test_d_step_updates_only_d(tiny_overrides, tmp_path):
     r = make_run(tiny_overrides, tmp_path)
     g_before = {k: v.clone() for k, v in r.g.state_dict().items()}
     real = r.data[:32]
-    fakes = step.predict_fakes(r.parts, r.noise())
+    fakes = step.predict_fakes(r.state.parts, r.state.noise())
     w = r.d.fc2.weight.clone()
-    step.d_step(r.parts, real, fakes, 0)
+    step.d_step(r.state.parts, real, fakes, 0)
     assert not torch.equal(w, r.d.fc2.weight)
     for key, value in r.g.state_dict().items():
         assert torch.equal(value, g_before[key]), key
-    assert r.opt_d.iterations == 1
+    assert r.state.opt_d.iterations == 1
 
 
 def _train(overrides, path):
@@ -120,7 +121,7 @@ def _record_batches(monkeypatch, runs: list, batches: list, stop_at_step: int | 
     """Wrap the loop's train_step: append (epoch, batch, real images, noise draws) of every
     step of the newest Run in ``runs``; after step ``stop_at_step`` ask the run to stop, as
     SIGTERM does (it stops at the next batch boundary with a checkpoint)."""
-    real_train_step = trainer.train_step
+    real_train_step = state_module.train_step
 
     def recording(parts, real, noise, step_):
         r, draws = runs[-1], []
@@ -135,7 +136,7 @@ def _record_batches(monkeypatch, runs: list, batches: list, stop_at_step: int | 
             r.stop_signal = signal.SIGTERM
         return out
 
-    monkeypatch.setattr(trainer, "train_step", recording)
+    monkeypatch.setattr(state_module, "train_step", recording)
 
 
 def _seed_shuffle(r: Run, epochs: int) -> list[tuple[int, int, torch.Tensor]]:
@@ -151,7 +152,7 @@ def _seed_shuffle(r: Run, epochs: int) -> list[tuple[int, int, torch.Tensor]]:
         for batch in range(len(r.data) // size):
             expected.append((epoch, batch, r.data[perm[batch * size:(batch + 1) * size]]))
             for _ in range(2):
-                r.noise_source(size, r.latent_dim, generator, r.device)
+                r.state.noise_source(size, r.state.latent_dim, generator, r.device)
     return expected
 
 
@@ -194,5 +195,5 @@ def test_a_resume_mid_epoch_keeps_that_epochs_shuffle(tiny_overrides, tmp_path, 
 
 def test_uniform_noise_range(tiny_overrides, tmp_path):
     r = make_run(tiny_overrides, tmp_path)
-    z = torch.cat([r.noise() for _ in range(20)])
+    z = torch.cat([r.state.noise() for _ in range(20)])
     assert z.shape[1] == 100 and z.min() >= -1 and z.max() <= 1 and z.min() < -0.99

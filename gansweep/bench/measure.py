@@ -33,7 +33,7 @@ from gansweep.device import sync
 from gansweep.fid import frechet, metrics, registry
 from gansweep.fid.extractors import load_extractor
 from gansweep.step import train_step
-from gansweep.trainer import Run
+from gansweep.trainer import Run, configure_process
 
 # ----------------------------------------------------------------------------- helpers
 def compose(overrides: list[str]):
@@ -53,14 +53,16 @@ class Stepper:
 
     def __init__(self, overrides: list[str], out_dir: str):
         self.cfg = compose(overrides)
+        configure_process(self.cfg)  # threads and backends, as gansweep-train sets them
         self.run = Run(self.cfg, out_dir)
         self.batch = int(self.cfg.trainer.batch_size)
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         run = self.run
-        index = torch.randint(len(run.data), (self.batch,), generator=run.generator,
+        index = torch.randint(len(run.data), (self.batch,), generator=run.state.streams.noise,
                               device=run.device)
-        d_loss, g_loss, _ = train_step(run.parts, run.data[index], run.noise, run.counters.step)
+        d_loss, g_loss, _ = train_step(run.state.parts, run.data[index], run.state.noise,
+                                       run.counters.step)
         run.counters.step += 1
         return d_loss, g_loss
 
