@@ -44,6 +44,14 @@ class OutputError(OSError):
     """The table's output folder cannot be written."""
 
 
+def unwritable(out: Path, exc: OSError) -> OutputError:
+    """The one line for a table that cannot be written (a read-only sweep dir, a full disk)."""
+    named = exc.filename and Path(exc.filename) not in (out, out / ".gansweep-write-probe")
+    where = f"{exc.filename}: " if named else ""
+    return OutputError(f"cannot write the table into {out} ({where}{exc.strerror or exc}). "
+                       "Fix: choose a writable folder with --out")
+
+
 def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
               echo: bool = True) -> pd.DataFrame:
     roots = [Path(r) for r in roots]
@@ -51,17 +59,31 @@ def aggregate(roots: list[Path | str], out_dir: Path | str | None = None,
         if not root.is_dir():
             raise FileNotFoundError(f"{root} is not a sweep or run directory")
     out = Path(out_dir) if out_dir else roots[0]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write the table into {out} ({exc.strerror or exc}). "
-                          "Fix: choose a writable folder with --out") from None
+    if (exc := blocks.write_probe(out)) is not None:  # before any file is written
+        raise unwritable(out, exc)
     frame = collect(roots)
     if frame.empty:
         raise FileNotFoundError(f"no jobs (folders with .hydra/ or summary.json) under "
                                 f"{', '.join(map(str, roots))}")
-    for path in frame["path"]:
-        plots.plot_curves(Path(path))
+    try:
+        return _write(frame, roots, out, echo)
+    except OutputError:
+        raise
+    except OSError as exc:  # e.g. the disk filled up half-way
+        raise unwritable(out, exc) from None
+
+
+def _write(frame: pd.DataFrame, roots: list[Path], out: Path, echo: bool) -> pd.DataFrame:
+    """The table files into ``out`` and each job's curves.png into its dir (where it can)."""
+    unwritten = []
+    for path in frame["path"]:  # each job's curves.png, in its own dir
+        try:
+            plots.plot_curves(Path(path))
+        except OSError as exc:
+            unwritten.append(f"{path} ({exc.strerror or exc})")
+    if unwritten:  # a read-only sweep tabled elsewhere with --out: the table still comes
+        print(f"warning: curves.png not written into {len(unwritten)} job dir(s), e.g. "
+              f"{unwritten[0]}; the table files are written to {out}", file=sys.stderr)
     metric = primary_metric(frame)
     studies = frame_studies(frame)
     settings = tuple(c for s in studies for c in s.SETTINGS)
@@ -178,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, OutputError, StudyError, blocks.PublishError,
             search.SearchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a report page or figure that cannot be written half-way
+        print(f"error: cannot write {exc.filename or 'the output'} ({exc.strerror or exc}). "
+              "Fix: free space or permissions there, or write elsewhere", file=sys.stderr)
         return 1
     return 0
 

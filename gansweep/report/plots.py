@@ -151,8 +151,10 @@ def plot_curves(job: Path) -> Path | None:
     fig.suptitle(job.name)
     fig.tight_layout()
     out = job / "curves.png"
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=80)
+    finally:  # also when the job dir is read-only: no figure left open
+        plt.close(fig)
     return out
 
 

@@ -30,7 +30,7 @@ from PIL import Image
 from scipy import stats
 
 from gansweep.report import grouping, plots, slopes
-from gansweep.report.blocks import splice
+from gansweep.report.blocks import check_page, splice
 from gansweep.report.markdown import finite, interval_text, number, statuses, table
 from gansweep.report.table import collect, frame_studies, primary_metric
 
@@ -384,6 +384,8 @@ def publish(roots: list[Path | str], report: Path | str, figures: Path | str | N
     """Write the block into ``report`` and its figures into ``figures`` (default: the
     report's folder), named ``<report stem>_*.png``; return what it shows."""
     report = Path(report)
+    # every refusal before any figure is drawn: a refused report writes nothing
+    check_page(report, section, Path(figures) if figures else None)
     study = analyse(roots, metric, resamples, epochs, slope_epochs)
     report.parent.mkdir(parents=True, exist_ok=True)
     prefix = f"{report.stem}_{section}_" if section else f"{report.stem}_"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gansweep.report.blocks import splice
+from gansweep.report.blocks import check_page, splice
 from gansweep.report.search import Search, analyse, axis_effects
 
 TITLE = "Successive halving against the full grid"
@@ -167,6 +167,7 @@ def publish(halving_dir: Path | str, grid_dir: Path | str, report: Path | str,
             machine: str | None = None, section: str | None = None) -> Search:
     """Write the block into ``report`` (a new file, or between its markers)."""
     report = Path(report)
+    check_page(report, section)  # a refusal writes nothing
     search = analyse(halving_dir, grid_dir)
     search.markdown = render(search, title, command, commit, machine,
                              (Path(halving_dir).name, Path(grid_dir).name))

@@ -15,6 +15,7 @@ Nothing here knows a particular published study: runs that name one
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -29,6 +30,10 @@ from hydra.errors import OverrideParseException
 from gansweep import identity
 from gansweep.fid import registry
 from gansweep.report import grouping, studies
+# name_rescored and reproduces are also imported from here, where they were first
+from gansweep.report.rescores import name_rescored, reproduces, rescored  # noqa: F401
+
+log = logging.getLogger(__name__)
 
 # Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.mixtures).
 MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform",
@@ -61,16 +66,26 @@ def _read_yaml(path: Path) -> Any:
         return None
 
 
-def _read_json(path: Path) -> dict | None:
+def load_summary(job: Path) -> tuple[dict | None, str | None]:
+    """(the job's summary.json, None); (None, None) where it has none yet; (None, why) where
+    the file is there but is no JSON object (summary.json is written by rename, so a reader
+    never sees one half written: such a file was damaged)."""
+    path = job / "summary.json"
+    if not path.exists():
+        return None, None
     try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (OSError, ValueError):
-        return None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        return None, f"{path} cannot be read ({type(exc).__name__}: {first})"
+    if not isinstance(data, dict):
+        return None, f"{path} holds a JSON {type(data).__name__}, not an object"
+    return data, None
 
 
 def read_summary(job: Path) -> dict:
     """A job's summary.json ({} where there is none yet or it cannot be read)."""
-    return _read_json(job / "summary.json") or {}
+    return load_summary(job)[0] or {}
 
 
 def select(cfg: dict | None, dotted: str) -> Any:
@@ -130,7 +145,7 @@ def _setting(overrides: dict[str, Any] | None, recorded: dict | None, key: str) 
 def _peer_key(job: Path, row: dict[str, Any]) -> tuple:
     """What makes two jobs the same setting but for the seed: the identity their summary.json
     recorded, seed left out; else their recorded settings (grouping.SETTING_COLUMNS)."""
-    recorded = (_read_json(job / "summary.json") or {}).get("identity")
+    recorded = read_summary(job).get("identity")
     if isinstance(recorded, dict):
         return ("identity", json.dumps({k: v for k, v in recorded.items() if k != "seed"},
                                        sort_keys=True))
@@ -180,7 +195,10 @@ def job_config(job: Path, summary: dict | None) -> dict:
 
 
 def job_row(job: Path) -> dict[str, Any]:
-    summary = _read_json(job / "summary.json")
+    summary, unreadable = load_summary(job)
+    if unreadable:  # shown as missing, and said: not a run that never started
+        log.warning("warning: %s; its job shows as 'missing'. Fix: restore the file, or "
+                    "relaunch the run's command (it writes the summary again)", unreadable)
     cfg = job_config(job, summary)
     status = job_status(summary)
     s = summary or {}
@@ -193,7 +211,8 @@ def job_row(job: Path) -> dict[str, Any]:
         "g_lr": select(cfg, "optimizer.g.lr"), "g_decay": select(cfg, "optimizer.g.decay"),
         "eps0": select(cfg, "kernel.eps") if gan_type == "coulomb" else None,
         "status": status,
-        "error": s.get("error") if status in ("failed", "diverged", "interrupted") else None,
+        "error": (s.get("error") if status in ("failed", "diverged", "interrupted") else
+                  "summary.json unreadable" if unreadable else None),
         "epochs_done": s.get("epochs_done"), "epochs": s.get("epochs", select(cfg, "trainer.epochs")),
         "batches_done": s.get("batches_done"), "wall_seconds": s.get("wall_seconds"),
         "sample": str(job / sample) if sample and (job / sample).exists() else None,
@@ -210,65 +229,12 @@ def job_row(job: Path) -> dict[str, Any]:
     return row
 
 
-def rescored(job: Path) -> list[tuple[str, str, float]]:
-    """(column, settings hash, value) of the job's re-scored evaluations (``gansweep-eval``,
-    ``<job>/evals/``): the final G's metrics under their own names (``fid_inception``), the
-    best G's as ``best_<metric>``."""
-    out = []
-    for path in sorted((job / "evals").glob("*.json")):
-        record = _read_json(path) or {}
-        prefix = "best_" if record.get("which") == "best" else ""
-        out += [(prefix + key, record.get("hash", "?"), value)
-                for key, value in (record.get("values") or {}).items()
-                if isinstance(value, (int, float)) and not key.startswith("floor_")]
-    return out
-
-
-def name_rescored(rows: list[dict], found: list[list[tuple[str, str, float]]]) -> None:
-    """Add the re-scored columns to the rows, named across the whole table: a metric's plain
-    name when one setting gave it and no run's own evaluation did, else ``name@hash`` (the
-    settings' hash, as in the file names), so no number is shown under another's name.
-
-    A re-score that also asked for a metric the runs already had, with the same samples,
-    reproduces their numbers and adds nothing: such a column (one name and hash) is left out
-    when every value in it reproduces its run's own (``reproduces``). The decision is per
-    column, never per cell, so a column that stays keeps every run's value and its mean is
-    over the same runs as the others."""
-    columns: dict[tuple[str, str], list[tuple[dict, float]]] = {}
-    for row, entries in zip(rows, found):
-        for name, digest, value in entries:
-            columns.setdefault((name, digest), []).append((row, value))
-    kept = {key: cells for key, cells in columns.items()
-            if not all(key[0] in row and reproduces(row[key[0]], value) for row, value in cells)}
-    hashes: dict[str, set[str]] = {}
-    for name, digest in kept:
-        hashes.setdefault(name, set()).add(digest)
-    own = {key for row in rows for key in row}
-    for (name, digest), cells in kept.items():
-        plain = len(hashes[name]) == 1 and name not in own
-        for row, value in cells:
-            row[name if plain else f"{name}@{digest}"] = value
-
-
-def reproduces(own, value) -> bool:
-    """Whether a re-scored value is the run's own number again: equal to 12 significant
-    digits (relative 1e-12), or both NaN. The same samples scored again agree to the last few
-    bits only (float64 sums in another order, e.g. another BLAS thread count: 13.466019658466461
-    and ...472 for a KID); other samples or other arithmetic (float32, another device) differ
-    by 1e-7 relative or far more, and stay shown."""
-    try:
-        own, value = float(own), float(value)
-    except (TypeError, ValueError):
-        return False
-    return (math.isnan(own) and math.isnan(value)) or math.isclose(own, value, rel_tol=1e-12)
-
-
 def collect(roots: list[Path]) -> pd.DataFrame:
     """One row per job under the roots; ``param:*`` columns for keys that vary; ranks."""
     jobs = [job for root in roots for job in find_jobs(Path(root))]
     rows = [job_row(job) for job in jobs]
-    name_rescored(rows, [rescored(job) for job in jobs])
-    configs = [(_read_json(job / "summary.json") or {}).get("config") for job in jobs]
+    name_rescored(rows, [rescored(job, read_summary(job)) for job in jobs])
+    configs = [read_summary(job).get("config") for job in jobs]
     overrides = [_recorded_overrides(job, cfg) for job, cfg in zip(jobs, configs)]
     keys = {k for o in overrides if o for k in o
             if not k.startswith("hydra.") and k not in identity.PLACEMENT}
