@@ -317,8 +317,16 @@ class Run:
     def advance(self) -> None:
         """Train one batch, with what is due around it: a checkpoint before it (or the stop a
         signal asked for), a picture and a log row after it, and at an epoch's end the
-        evaluation. Raises ``Diverged`` on a non-finite value, ``Interrupted`` on a stop."""
-        cfg, c, clock = self.cfg.trainer, self.counters, self.clock
+        evaluation. Raises ``Diverged`` on a non-finite value, ``Interrupted`` on a stop.
+        A driver that trains the batch itself (several runs in one fused step,
+        ``gansweep.packed``) calls ``before_batch``, its step, then ``after_batch``."""
+        self.before_batch()
+        self.after_batch(self.state.train_batch())
+
+    def before_batch(self) -> None:
+        """What is due before the next batch: the stop a signal asked for (``Interrupted``,
+        after a checkpoint) or a checkpoint at its cadence."""
+        c, clock = self.counters, self.clock
         if not self._epoch_started:
             clock.restart()  # epoch-end evaluation is not training time
             self._epoch_started = True
@@ -330,7 +338,11 @@ class Run:
             self._account(clock)  # the checkpoint reads the weights: a sync anyway
             self.save_checkpoint()  # a clean batch boundary: exact resume point
             self.status("running", pid=os.getpid())
-        out = self.state.train_batch()
+
+    def after_batch(self, out: dict) -> None:
+        """What is due after a trained batch (``RunState.train_batch``'s ``out``): its picture,
+        its log row, the counters moved on and, at an epoch's end, the evaluation."""
+        cfg, c, clock = self.cfg.trainer, self.counters, self.clock
         clock.tick()
         if c.batch % cfg.sample_every == 0:
             if not bool(torch.isfinite(out["fakes"]).all()):
