@@ -1,6 +1,6 @@
 """The config tree (pkg://gansweep.conf). Importing it registers the dataclass schemas its
 YAML files name (``/schema/<group>/<option>``), the resolvers that name its output dirs
-(gansweep.dirs) and the ``hydra/sweeper=halving`` plugin, so Hydra's Compose API and
+(gansweep.dirs) and the ``hydra/sweeper=halving`` and ``hydra/launcher=packed`` plugins, so Hydra's Compose API and
 ``gansweep-train`` work with nothing imported first:
 
     with initialize_config_module(config_module="gansweep.conf", version_base="1.3"):
@@ -11,7 +11,9 @@ from hydra.core.plugins import Plugins
 
 from gansweep import dirs, schema  # noqa: F401 - the schemas and the dir-name resolvers
 from hydra_plugins.gansweep_halving import HalvingSweeper
+from hydra_plugins.gansweep_packed import PackedLauncher
 
 # Hydra finds plugins by walking the hydra_plugins package, which it cannot do through the
-# import hook of an editable install: register the sweeper by hand (twice is harmless)
+# import hook of an editable install: register the plugins by hand (twice is harmless)
 Plugins.instance().register(HalvingSweeper)
+Plugins.instance().register(PackedLauncher)

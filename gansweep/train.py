@@ -86,35 +86,51 @@ def launcher_device(hydra_cfg, device: str) -> str:
     return job_device(device, hydra_cfg.job.get("num"))
 
 
-@hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
-def _main(cfg: DictConfig) -> float | None:
+def prepare_job(cfg: DictConfig) -> Path:
+    """What a job sets before it trains, from Hydra's view of it (inside Hydra's ``run_job``):
+    plain progress lines in a multirun, its device under the joblib launcher, torch's thread
+    count. Returns its output dir."""
     hydra_cfg = HydraConfig.get()
-    out_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN and str(cfg.trainer.progress) == "auto":
         cfg.trainer.progress = "lines"  # a multirun's log gets plain lines, not a bar
     cfg.trainer.device = launcher_device(hydra_cfg, str(cfg.trainer.device))
     # always set: jobs of a multirun share a process, and a job's count must not leak into the next
     torch.set_num_threads(cfg.trainer.threads or launcher_threads(hydra_cfg) or PROCESS_THREADS)
+    return Path(hydra_cfg.runtime.output_dir)
+
+
+def job_outcome(cfg: DictConfig, out_dir: Path, train, multirun: bool) -> float | None:
+    """The job's return value (its objective) from ``train()`` (its summary): a failure is
+    recorded in its dir (summary.json "failed", error.txt) and, in a multirun, returns inf so
+    that sweepers carry on; a refused dir is left untouched; a stop signal ends the sweep,
+    resumable."""
     try:
-        summary = run(cfg, out_dir)
+        summary = train()
     except Interrupted as exc:  # SIGTERM/SIGINT: stop the whole sweep, resumable
         log.warning("%s; checkpoint saved in %s: run the same command again to resume",
                     exc, out_dir)
         raise SystemExit(128 + exc.signum) from None
     except (ResumeError, artifacts.RunLocked) as exc:  # not this job's dir: write nothing there
         log.error("job refused: %s", exc)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if not multirun:
             raise SystemExit(f"error: {exc}") from None
         return math.inf
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
         message = record_failure(out_dir, cfg, exc)
         log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if not multirun:
             raise SystemExit(f"error: {exc}") from None
         return math.inf  # sweepers see the worst value and carry on
-    if hydra_cfg.mode != RunMode.MULTIRUN:
+    if not multirun:
         print(f"run dir: {out_dir}")  # where summary.json, samples/ and checkpoints/ are
     return summary.get("objective")
+
+
+@hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
+def _main(cfg: DictConfig) -> float | None:
+    out_dir = prepare_job(cfg)
+    return job_outcome(cfg, out_dir, lambda: run(cfg, out_dir),
+                       multirun=HydraConfig.get().mode == RunMode.MULTIRUN)
 
 
 def _table_of_interrupted_sweep() -> None:

@@ -296,7 +296,7 @@ class Run:
         metrics.write(row)
         self.update_best(row, row["epoch"])
 
-    def _checkpoint_due(self, batch: int) -> bool:
+    def checkpoint_due(self, batch: int) -> bool:
         """At every epoch start (the previous epoch's end), every ``checkpoint_every``
         batches and once ``checkpoint_minutes`` passed since the last one; SIGTERM/SIGINT
         and the end of training always write one."""
@@ -334,7 +334,7 @@ class Run:
             self._account(clock)
             self.save_checkpoint()
             raise Interrupted(self.stop_signal)
-        if self._checkpoint_due(c.batch):
+        if self.checkpoint_due(c.batch):
             self._account(clock)  # the checkpoint reads the weights: a sync anyway
             self.save_checkpoint()  # a clean batch boundary: exact resume point
             self.status("running", pid=os.getpid())

@@ -38,7 +38,11 @@ def test_statuses_ranks_and_files_of_a_synthetic_sweep(synthetic_sweep, capsys):
     html = (synthetic_sweep / "table.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "<script>" in html
     assert (synthetic_sweep / "0_seed_standard/curves.png").exists()
-    assert re.search(r"^\| 0_seed_standard +\|", capsys.readouterr().out, re.M)
+    printed = capsys.readouterr().out  # the compact summary: a line per setting, the findings
+    assert re.search(r"^1=? +seed_standard +3 +1/1 +14\.66$", printed, re.M)
+    assert re.search(r"^- +seed_coulomb_2 +2_seed_coulomb_2: failed +0/1", printed, re.M)
+    assert "Claim 'the standard GAN has the lowest FID' holds" in printed
+    assert "| 0_seed_standard" not in printed  # the per-job table stays in table.md
     csv = pd.read_csv(synthetic_sweep / "table.csv")
     assert len(csv) == 7 and "fid_lenet" in csv.columns and "seed_fid_inception" in csv.columns
 
@@ -67,7 +71,10 @@ def test_real_tiny_multirun_builds_the_table(mnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_sweep(mnist_root, sweep, "+experiment=seed_standard,seed_coulomb_4")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| 0_seed_standard_" in proc.stdout and "| 1_seed_coulomb_4_" in proc.stdout
+    # the end of a sweep prints a line per setting; the per-job table is in table.md
+    assert re.search(r"^\S+ +seed_standard +\S+ +1/1 +14\.66$", proc.stdout, re.M)
+    assert re.search(r"^\S+ +seed_coulomb_4 +\S+ +1/1 +108$", proc.stdout, re.M)
+    assert "| 0_seed_standard_" in (sweep / "table.md").read_text()
     frame = pd.read_csv(sweep / "table.csv")
     assert list(frame["name"]) == ["seed_standard", "seed_coulomb_4"]
     assert list(frame["status"]) == ["ok", "ok"] and list(frame["seed_fid_inception"]) == [14.66, 108.0]

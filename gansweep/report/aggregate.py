@@ -110,11 +110,8 @@ def _write(frame: pd.DataFrame, roots: list[Path], out: Path, echo: bool) -> pd.
     (out / "table.html").write_text(render.to_html(
         frame, groups, notes, f"gansweep: {out}", chart, pictures, metric, compact, settings,
         halving.html_parts(roots[0])))
-    if echo:
-        print(markdown)
-        print()
-        for note in notes:
-            print(f"- {note}")
+    if echo:  # the answer in a few lines; every column is in table.md / table.html
+        print(render.summary_text(groups, metric, published, notes))
         print(f"\nTable: {out / 'table.md'} | {out / 'table.html'} | {out / 'table.csv'} "
               f"(per seed) | {out / 'table_groups.csv'} (over seeds)")
     return frame

@@ -56,6 +56,35 @@ def groups_markdown(groups: pd.DataFrame, extra: tuple[str, ...] = ()) -> str:
     return _markdown(pd.DataFrame(body, columns=header))
 
 
+def summary_text(groups: pd.DataFrame, metric: str | None, published: list[tuple[str, str]],
+                 notes: list[str]) -> str:
+    """What the end of a sweep prints: one line per setting (rank, setting, the ranking
+    metric's mean with its 95% interval, seeds, a study's published number beside it), then
+    the findings. The full table is table.md / table.html."""
+    if groups.empty:
+        return "no settings to rank"
+    ranked = f"{metric}_mean" in groups if metric else False
+    columns = [c for c, _ in published if c in groups]
+    header = ["rank", "setting", f"{metric} (mean [95% CI])" if ranked else "status",
+              "ok/jobs"] + [label for c, label in published if c in groups]
+    body = []
+    for _, row in groups.iterrows():
+        mean = row.get(f"{metric}_mean") if ranked else None
+        if isinstance(mean, (int, float)) and mean == mean:
+            low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+            value = fmt(mean)
+            if isinstance(low, (int, float)) and low == low and high == high:
+                value += f" [{fmt(low)}, {fmt(high)}]"
+        else:
+            value = row["not_ok"] or "ok"
+        body.append([grouping.rank_text(row), row["group"], value, f"{row['ok']}/{row['jobs']}"]
+                    + [fmt(row[c]) for c in columns])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
+             for line in (header, *body)]
+    return "\n".join(lines + [f"- {n}" for n in notes])
+
+
 # ----------------------------------------------------------------------------- html
 @lru_cache(maxsize=None)
 def _embed(path: str | None) -> str | None:
