@@ -1,10 +1,11 @@
-"""The seed study on a lent GPU machine, and its Inception FIDs computed back here.
+"""The seed study on an offline GPU node, and its Inception FIDs computed back here.
 
-That machine has torch but no Hydra, no venv and no network, and the Inception weights do
-not travel (docs/running.md, "Running on GPUs and clusters"). So scripts/gpu_study.sh trains
-there with ``fid=lenet`` and this module brings back what the trainer's evaluation scored:
+That node has torch but no Hydra, no venv and no network, and the Inception weights are not
+copied there (docs/running.md, "Running on GPUs and clusters"). So scripts/gpu_study.sh
+trains there with ``fid=lenet`` and this module brings back what the trainer's evaluation
+scored:
 
-    python3 -m gansweep.gpu_study env                 # (there) the carried wheels importable
+    python3 -m gansweep.gpu_study env                 # (there) the copied wheels importable
     python -m gansweep.gpu_study plan <calibration>   # (there) epochs that fit the time left
     python -m gansweep.gpu_study export <sweep> <out> # (there) samples, manifest, archive
     python -m gansweep.gpu_study score <returned dir> # (here) Inception FID, evals/, table
@@ -43,7 +44,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CARRIED = REPO / ".gpu"  # scripts/gpu_prepare.sh builds it
-# what the device tool returns: at most 8 files of at most 16 MiB each. The samples files are
+# what comes back from the node: at most 8 files of at most 16 MiB each. The samples files are
 # packed by their compressed size (digits on a black background deflate about 2.7 to 1), with
 # a margin for the zip headers, so that 21 runs (7 presets x 3 seeds) come back in 2 files.
 RETURN_FILES = 8
@@ -97,7 +98,7 @@ def install_wheels(wheels: list[Path], site: Path) -> str:
 
 def env(args) -> int:
     """Shell lines (``eval "$(python3 -m gansweep.gpu_study env)"``) that make this Python
-    run gansweep from the source tree: the carried wheels when Hydra is missing (then also
+    run gansweep from the source tree: the copied wheels when Hydra is missing (then also
     PIP_NO_INDEX=1: nothing may try the network), and ``gansweep.conf``, which only an
     install maps to conf/, as a symlink ``conf`` -> ``../conf`` in the package folder
     (removed by the scripts at exit)."""
@@ -109,7 +110,7 @@ def env(args) -> int:
         if not wheels:
             raise SystemExit(f"error: no Hydra in {sys.executable} and no wheels in "
                              f"{args.wheels}. Fix: run scripts/gpu_prepare.sh where PyPI is "
-                             "reachable and carry .gpu")
+                             "reachable and copy .gpu/ beside the tree")
         site = Path(args.site)
         print(f"env: {install_wheels(wheels, site)}", file=sys.stderr)
         path = os.pathsep.join([str(REPO), str(site), *filter(None, [environ.get("PYTHONPATH")])])
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gansweep.gpu_study",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("env", help="shell lines: the carried wheels importable (stdlib only)")
+    p = sub.add_parser("env", help="shell lines: the copied wheels importable (stdlib only)")
     p.add_argument("--wheels", default=str(CARRIED / "wheels"))
     p.add_argument("--site", default=os.environ.get("GANSWEEP_GPU_SITE", "/tmp/gansweep-gpu-site"))
     p = sub.add_parser("plan", help="epochs per run that fit before the deadline")

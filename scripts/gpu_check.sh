@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks in one go, sized for a lent GPU machine (about 5 minutes; every step has a
-# time cap, 6 minutes in all). It runs as that machine is: system python3 with torch but
-# no Hydra, no venv, no network, with .gpu/ carried (scripts/gpu_prepare.sh, run beforehand
-# where PyPI is reachable); on a machine with the dev venv (`make setup`) it uses that.
+# The GPU checks in one go, sized to run within one 10-minute command (about 5 minutes; every
+# step has a time cap, 6 minutes in all). It runs on an offline GPU node as it is: system
+# python3 with torch but no Hydra, no venv, no network, with .gpu/ copied beside the tree
+# (scripts/gpu_prepare.sh, run beforehand where PyPI is reachable); on a machine with the
+# dev venv (`make setup`) it uses that.
 # From the repository root:
 #
 #     scripts/gpu_check.sh [LOG_DIR]          # default outputs/gpu_check/<time>
@@ -16,8 +17,8 @@
 #    reported as skipped: its weights do not travel)
 # 3. +experiment=seed_standard on full MNIST for SEED_SECONDS, stopped by SIGTERM, then
 #    resumed for RESUME_SECONDS: checkpoint and resume of a real preset
-# Every step's output goes to LOG_DIR; the last lines printed summarise them. Where $OUT is
-# set (the device tool's folder that comes back), check.tar.gz (LOG_DIR) and check.txt (the
+# Every step's output goes to LOG_DIR; the last lines printed summarise them. Where OUT is
+# set (a folder to bring back from the node), check.tar.gz (LOG_DIR) and check.txt (the
 # summary) are written there too. Exit status 1 when a step failed.
 #
 # Settings (environment): DEVICE=cuda, DATA (.gpu/mnist, else data), PYTHON (the dev venv's,

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build .gpu/, the folder that travels (carried) with the working tree to a lent GPU machine
+# Build .gpu/, the folder copied with the working tree to an offline GPU node
 # that has Python 3.12, torch, numpy, scipy, pandas, pillow, matplotlib, jinja2, tqdm, joblib,
 # pyyaml, filelock and tabulate, but no Hydra, no venv and no network. Run it HERE, where PyPI
 # is reachable, from the repository root (docs/running.md, "Running on GPUs and clusters"):
 #
-#     scripts/gpu_prepare.sh            # then: device run, carry [".gpu"], scripts/gpu_check.sh
+#     scripts/gpu_prepare.sh            # then copy the tree and .gpu/ to the node and run
+#                                       # scripts/gpu_check.sh there
 #
 # .gpu/wheels/  pure-Python wheels (py3-none-any) of what that machine lacks: Hydra, OmegaConf,
 #               the ANTLR runtime (an sdist on PyPI: built here with pip wheel), Hydra's joblib
@@ -16,7 +17,7 @@
 #               against its md5 after a round trip through gzip.
 # .gpu/MANIFEST sha256 and size of every file, and the pins.
 # Prints what travels: .gpu/ plus the working tree (tracked and untracked-not-ignored files);
-# fails when that exceeds LIMIT_MIB (default 60; the device tool takes 64 MiB in all).
+# fails when that exceeds LIMIT_MIB (default 60: set it to what the copy to your node allows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=${GPU_DIR:-.gpu}
@@ -88,7 +89,7 @@ tree_bytes=$(git ls-files -z --cached --others --exclude-standard \
 total=$((gpu_bytes + tree_bytes))
 mib() { awk -v b="$1" 'BEGIN {printf "%.2f MiB", b / 1048576}'; }
 echo "travels: $GPU_DIR $(mib "$gpu_bytes") + working tree $(mib "$tree_bytes") = $(mib "$total")" \
-     "(limit here ${LIMIT_MIB} MiB; the device tool's 64 MiB)"
+     "(limit ${LIMIT_MIB} MiB: LIMIT_MIB)"
 if ((total > LIMIT_MIB * 1048576)); then
     echo "error: more than ${LIMIT_MIB} MiB would travel" >&2
     exit 1

@@ -2,12 +2,12 @@
 # The seed study's table on one GPU within a wall-clock budget: the seven seed presets side by
 # side on the card (Hydra's joblib launcher, one process per run, all on cuda:0), fid=lenet
 # in training, then each run's evaluation samples brought back for Inception FID here
-# (python -m gansweep.gpu_study score). Written for the lent GPU machine (system python3 with
-# torch, no Hydra, no venv, no network; .gpu/ carried: scripts/gpu_prepare.sh) and rehearsed
-# on CPU by tests/test_gpu_scripts.py. Run from the repository root:
+# (python -m gansweep.gpu_study score). Written for an offline GPU node (system python3 with
+# torch, no Hydra, no venv, no network; .gpu/ copied beside the tree: scripts/gpu_prepare.sh)
+# and rehearsed on CPU by tests/test_gpu_scripts.py. Run from the repository root:
 #
-#     scripts/gpu_study.sh [RETURN_DIR]    # default $OUT (the device tool's), else
-#                                          # outputs/gpu_study/return
+#     scripts/gpu_study.sh [RETURN_DIR]    # default $OUT (a folder to bring back from the
+#                                          # node) where set, else outputs/gpu_study/return
 #
 # Settings (environment):
 #   STUDY_SECONDS=360  the whole script's wall-clock budget, start to files written

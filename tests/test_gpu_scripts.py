@@ -1,6 +1,6 @@
-"""scripts/gpu_prepare.sh, gpu_check.sh and gpu_study.sh rehearsed on CPU as the lent GPU
-machine runs them (docs/running.md, "Running on GPUs and clusters"): a copy of the tree (what
-git would send) plus the carried .gpu/, a Python that has torch, numpy, scipy, pandas, pillow,
+"""scripts/gpu_prepare.sh, gpu_check.sh and gpu_study.sh rehearsed on CPU as an offline GPU
+node runs them (docs/running.md, "Running on GPUs and clusters"): a copy of the tree (what
+git would send) plus the copied .gpu/, a Python that has torch, numpy, scipy, pandas, pillow,
 matplotlib, jinja2, tqdm, joblib, pyyaml, filelock and tabulate but neither Hydra, OmegaConf,
 ANTLR, pytest nor gansweep, ``DEVICE=cpu`` and a tiny budget; then the returned samples scored
 here (``python -m gansweep.gpu_study score``) with LeNet, which must give the training's own
@@ -27,7 +27,7 @@ from packaging.requirements import Requirement
 
 from tests.helpers import REPO
 
-# what the lent machine has besides the standard library (and pip)
+# what the offline node has besides the standard library (and pip)
 THERE = ("torch", "numpy", "scipy", "pandas", "pillow", "matplotlib", "jinja2", "tqdm",
          "joblib", "pyyaml", "filelock", "tabulate")
 NOT_THERE = ("hydra", "omegaconf", "antlr4", "hydra_plugins", "gansweep", "pytest", "pluggy",
@@ -134,7 +134,7 @@ def _bare_python(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
-    """(tree, python, env): the carried folder built, the tree copied, a Python without Hydra."""
+    """(tree, python, env): .gpu/ built, the tree copied, a Python without Hydra."""
     root = tmp_path_factory.mktemp("gpu_rehearsal")
     prepare = subprocess.run(["bash", "scripts/gpu_prepare.sh"], cwd=REPO, capture_output=True,
                              text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
@@ -158,7 +158,7 @@ def rehearsal(tmp_path_factory):
     missing = subprocess.run([python, "-c", "import importlib.util as u, sys; "
                               "print([m for m in sys.argv[1:] if u.find_spec(m)])", *NOT_THERE],
                              cwd=root, capture_output=True, text=True, check=True).stdout
-    assert missing.strip() == "[]", f"{python} has {missing}: not the lent machine"
+    assert missing.strip() == "[]", f"{python} has {missing}: not the offline node"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GANSWEEP_"))}
     env.update(PYTHON=str(python), DEVICE="cpu", GANSWEEP_CACHE=str(root / "cache"),
                GANSWEEP_GPU_SITE=str(root / "site"))
@@ -205,7 +205,7 @@ def test_the_study_returns_samples_summaries_and_table_and_scores_here(rehearsal
             "extra/sweep.log"} <= set(names)
     assert not [n for n in names if "checkpoints" in n or "/samples/0" in n]
 
-    # here: score the returned folder, read-only as the device tool leaves it (LeNet: cheap)
+    # here: score the returned folder, read-only as a copy back may leave it (LeNet: cheap)
     for path in out.iterdir():
         path.chmod(0o444)
     scored = subprocess.run(

@@ -147,7 +147,7 @@ def test_a_models_weights_from_its_generator_equal_those_after_the_global_seed(c
 
 
 def test_a_users_model_drawing_from_the_global_rng_gets_the_runs_stream(tmp_path):
-    """A model class without a ``generator`` parameter is built on the run's stream lent to
+    """A model class without a ``generator`` parameter is built on the run's stream, handed to
     the global RNG for its construction: its weights equal those after torch.manual_seed."""
     cfg = compose_config(["+experiment=mixture_standard"]).model
     cfg._target_ = "tests.test_run_state.PlainMLP"

@@ -6,5 +6,7 @@ files that runs wrote and never imports the training code.
 - ``render``: table.md (pandas' markdown) and table.html (a Jinja2 template);
 - ``plots``: curves, ranking chart, montage (matplotlib);
 - ``aggregate``: the command and the Hydra callback that builds all of them;
-- ``studies``: published results shown beside ours (``keras2018``: the 2018 study).
+- ``studies``: published results shown beside ours (``keras2018``: the 2018 study);
+- ``publish``, ``records``, ``summary_page``: a results page's generated blocks, the records
+  they regenerate from, and the answer at its top.
 """

@@ -19,7 +19,11 @@ A study module (``gansweep.report.studies.<name>``, or any importable dotted mod
 * ``job_columns(config, row) -> dict``: the added columns of one job, from its recorded config
   and its generic row;
 * ``annotate(frame, metric)``: frame-wide columns (e.g. published ranks), in place;
-* ``findings(frame, metric) -> list[str]``: plain sentences for below the table.
+* ``findings(frame, metric) -> list[str]``: plain sentences for below the table;
+* optionally ``OBSERVATIONS`` (the published claims by name), ``observe(claim, study)`` (the
+  numbers of one ``gansweep.report.publish.Study`` that bear on a claim) and
+  ``value_text(group, metric)``: what the answer at the top of a results page reads
+  (``gansweep.report.summary_page``).
 """
 
 from __future__ import annotations
