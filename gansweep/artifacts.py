@@ -47,14 +47,16 @@ class DiskFullError(OSError):
 
 def _disk_full(path: Path, exc: BaseException, needed: int) -> DiskFullError | None:
     """The one-line error for a write that failed on a full filesystem, else None. torch's
-    writer says only "[enforce fail at inline_container.cc] unexpected pos ..." for it."""
+    writer says only "[enforce fail at inline_container.cc] unexpected pos ..." for it.
+    ``needed``: the file's size as far as it is known (0: unknown, and left unsaid)."""
     free = shutil.disk_usage(path.parent).free
     out_of_space = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or free < needed
     if not out_of_space:
         return None
     kept = f"the last good {path.name} is kept" if path.exists() else f"no {path.name} was written"
-    return DiskFullError(f"no space left to write {path}: it needs about "
-                         f"{needed:,} bytes and {free:,} are free; {kept}. Fix: free space "
+    room = (f"it needs about {needed:,} bytes and {free:,} are free" if needed > 0
+            else f"{free:,} bytes are free")
+    return DiskFullError(f"no space left to write {path}: {room}; {kept}. Fix: free space "
                          "there, or move the output dir (hydra.sweep.dir=... / "
                          "hydra.run.dir=...) and run the same command again")
 
@@ -63,21 +65,24 @@ def atomic_write(path: Path, write, check=None, size: int = 0) -> Path:
     """Call ``write(file_object)`` on a temp file beside ``path``, fsync, ``check(temp path)``
     (which raises to refuse it, e.g. a checksum), then rename over ``path``: a reader never
     sees a partial or refused file. The temp file never outlives a failure. A write that
-    fails on a full filesystem raises DiskFullError; ``size`` is the expected file size."""
+    fails on a full filesystem raises DiskFullError naming the file's size: ``size`` if the
+    caller knows it, else the bytes ``write`` handed over if it got to the end (a small file
+    meets a full disk only when its buffer is flushed), else none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    whole = 0  # the file's size, once ``write`` has handed all of it over
     try:
         with open(tmp, "wb") as handle:
             write(handle)
+            whole = handle.tell()
             handle.flush()
             os.fsync(handle.fileno())
         if check is not None:
             check(tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
-        written = tmp.stat().st_size if tmp.exists() else 0
         tmp.unlink(missing_ok=True)  # its space counts as free again
-        if (full := _disk_full(path, exc, max(size, written))) is not None:
+        if (full := _disk_full(path, exc, max(size, whole))) is not None:
             raise full from None
         raise
     finally:
@@ -153,6 +158,19 @@ def write_json(data: dict[str, Any], path: Path) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+def write_record(data: dict[str, Any], path: Path) -> Path:
+    """``write_json`` for a run's final record. On a full filesystem the old file goes first
+    and the write is tried once more: the final record (a failed run's, a few hundred bytes)
+    fits in the space the old one took, and an old ``status: running`` must not outlive the
+    run. If even that fails, no record is left (the table shows the run as missing, not
+    running) and DiskFullError says why."""
+    try:
+        return write_json(data, path)
+    except DiskFullError:
+        path.unlink(missing_ok=True)
+        return write_json(data, path)
+
+
 def truncate_metrics(path: Path, step: int) -> None:
     """Keep only rows of steps before ``step`` (0: empty the file), atomically.
 
@@ -196,6 +214,17 @@ def write_probe(root: Path) -> OSError | None:
         probe.unlink()
     except OSError as exc:
         return exc
+    return None
+
+
+def blocking_file(path: Path) -> Path | None:
+    """``path`` or the nearest of its parents that exists as something other than a folder
+    (a regular file where a dir must be made), or None if there is none."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return None
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
     return None
 
 

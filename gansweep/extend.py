@@ -27,9 +27,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts
+from gansweep import artifacts, checkpoint
 from gansweep.checkpoint import ResumeError
-from gansweep.identity import differing, identity
+from gansweep.identity import differing, fingerprint, identity
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +76,60 @@ def inexact_best(cfg: DictConfig, run_dir: Path, summary: dict) -> str | None:
 
 def find_donor(cfg: DictConfig, out_dir: Path) -> tuple[Path, dict] | None:
     """The finished run with the most epochs below ``trainer.epochs`` whose identity is this
-    job's but for the budget, among ``out_dir``'s siblings (None if there is none)."""
+    job's but for the budget, among ``out_dir``'s siblings, and whose files say what its
+    summary.json says (``check_files``); None if there is none."""
     want, epochs = budget_free(identity(cfg)), int(cfg.trainer.epochs)
-    found = None
+    found = []
     for sibling in sorted(out_dir.parent.iterdir()) if out_dir.parent.is_dir() else ():
         if sibling == out_dir or not sibling.is_dir():
             continue
         summary = _finished(sibling)
         if summary is None or budget_free(summary.get("identity") or {}) != want:
             continue
-        done = int(summary.get("epochs_done", 0))
-        if done < epochs and (found is None or done > found[1]["epochs_done"]):
+        if int(summary.get("epochs_done", 0)) < epochs:
             if (why := inexact_best(cfg, sibling, summary)) is not None:
                 log.info("not extending %s: %s", sibling, why)
                 continue
-            found = (sibling, summary)
-    return found
+            found.append((sibling, summary))
+    for sibling, summary in sorted(found, key=lambda f: -int(f[1]["epochs_done"])):
+        if (why := check_files(cfg, sibling, summary)) is None:
+            return sibling, summary
+        log.warning("not extending %s: %s", sibling, why)
+    return None
+
+
+def check_files(cfg: DictConfig, donor: Path, summary: dict) -> str | None:
+    """Why the donor's checkpoints must not be adopted, or None. Its summary.json was
+    matched to this job; the files are checked too, before any is linked into the job's dir
+    (afterwards a mismatch would be blamed on the job's dir): last.pt must be the end of the
+    run summary.json reports (epoch ``epochs_done``, batch 0, step ``batches_done``), and
+    every checkpoint must be of this job's configuration, as resuming it will require. A
+    hand-made or half-copied donor is caught here."""
+    last = artifacts.RunDir(donor).checkpoint
+    try:
+        state = checkpoint.load(last)
+    except (artifacts.CheckpointError, OSError) as exc:
+        return f"its {last.name} cannot be read ({str(exc).split('. Fix:')[0]})"
+    counters = state.get("counters") or {}
+    at = (counters.get("epoch"), counters.get("batch"), counters.get("step"))
+    done = (summary.get("epochs_done"), 0, summary.get("batches_done"))
+    if at != done:
+        return (f"its checkpoints/last.pt (epoch {at[0]}, batch {at[1]}, step {at[2]}) is not "
+                f"the end of the run its summary.json reports ({done[0]} epochs, {done[2]} "
+                "batches)")
+    mine = fingerprint(cfg)
+    for path in sorted((donor / "checkpoints").glob("*.pt")):
+        try:
+            theirs = (state if path == last else checkpoint.load(path)).get("fingerprint")
+        except (artifacts.CheckpointError, OSError) as exc:
+            return f"its {path.name} cannot be read ({str(exc).split('. Fix:')[0]})"
+        if theirs is None and path != last:
+            continue  # a best.pt written before checkpoints carried a fingerprint
+        if theirs != mine:
+            keys = ", ".join(_differing_keys(mine, theirs or {}))
+            return (f"its checkpoints/{path.name} is of another configuration than its "
+                    f"summary.json and this job (differs in: {keys})")
+    return None
 
 
 def explicit_donor(cfg: DictConfig, donor: Path, out_dir: Path) -> tuple[Path, dict]:
@@ -110,6 +148,9 @@ def explicit_donor(cfg: DictConfig, donor: Path, out_dir: Path) -> tuple[Path, d
                                       f"than trainer.epochs={cfg.trainer.epochs}")
     if (why := inexact_best(cfg, donor, summary)) is not None:
         raise _refuse(out_dir, donor, why)
+    if (why := check_files(cfg, donor, summary)) is not None:
+        raise _refuse(out_dir, donor, why, f"give {donor} back the checkpoints of the run its "
+                                           "summary.json reports, name another finished run")
     return donor, summary
 
 
@@ -125,10 +166,10 @@ def _differing_keys(mine: dict, theirs: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _refuse(out_dir: Path, donor: Path, why: str) -> ResumeError:
-    return ResumeError(f"cannot extend {donor} into {out_dir}: {why}. Fix: extend a run of "
-                       "the same configuration, or drop trainer.extend_from to train from "
-                       "step 0.")
+def _refuse(out_dir: Path, donor: Path, why: str,
+            fix: str = "extend a run of the same configuration") -> ResumeError:
+    return ResumeError(f"cannot extend {donor} into {out_dir}: {why}. Fix: {fix}, or drop "
+                       "trainer.extend_from to train from step 0.")
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -32,9 +33,12 @@ def image_grid(images: torch.Tensor) -> np.ndarray:
 
 def save_grid(images: torch.Tensor, path: Path) -> Path:
     """The grid as a PNG, replaced whole (never rewritten in place: an extended run's early
-    grids are links to the run it continues)."""
-    picture = Image.fromarray(image_grid(images), mode="L")
-    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
+    grids are links to the run it continues). Encoded first, so that a full disk's error
+    says how many bytes the file needs."""
+    encoded = io.BytesIO()
+    Image.fromarray(image_grid(images), mode="L").save(encoded, format="PNG")
+    data = encoded.getvalue()
+    return atomic_write(path, lambda handle: handle.write(data), size=len(data))
 
 
 class ImageGrid:

@@ -17,6 +17,7 @@ each with its checks.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -45,6 +46,26 @@ class ConfigError(ValueError):
         """The same error for the key as seen from the root (``d.lr`` -> ``optimizer.d.lr``)."""
         return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value,
                            self.allowed)
+
+
+class UnknownKeyError(ConfigError):
+    """A top-level key no schema has: ``+optimzer.d.lr=1e-3`` appends a key nothing reads, so
+    without this refusal the run trains with the default it meant to change."""
+
+    def __init__(self, path: str, value: Any, known: list[str]):
+        top, rest = path.split(".")[0], path[len(path.split(".")[0]):]
+        near = difflib.get_close_matches(top, known, n=1)
+        self.key, self.value = path, value
+        self.allowed = (f"did you mean {near[0]}?" if near
+                        else f"the top-level keys are {', '.join(known)}")
+        fix = (f"{near[0]}{rest}={value} (a key the config has takes no '+')" if near
+               else f"drop +{path}")
+        ValueError.__init__(self, f"{path}={value}: {top} is not a top-level key of "
+                                  f"gansweep-train, so nothing would read it ({self.allowed}). "
+                                  f"Fix: {fix}.")
+
+    def under(self, prefix: str) -> "ConfigError":
+        return self  # named from the root already
 
 
 def require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -522,12 +543,37 @@ def _check_metrics(fid) -> None:
 
 def check(cfg: DictConfig) -> TrainConfig:
     """The config as objects (``OmegaConf.to_object``), which runs every schema's
-    ``check``: raises ConfigError naming the key as seen from the root."""
+    ``check``: raises ConfigError naming the key as seen from the root. A top-level key
+    TrainConfig does not have (one added with ``+``) is refused first (UnknownKeyError)."""
+    check_top_level(cfg)
     try:
         return OmegaConf.to_object(cfg)
     except ConfigError as exc:
         prefix = _failing_node(cfg, "")
         raise (exc.under(prefix) if prefix else exc) from None
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """Hydra's ``+key=value`` appends a key even to a typed config, so a misspelt group
+    (``+optimzer.d.lr=1e-3``) would be kept and never read. Only the root's keys are checked:
+    inside a group, a user's own option may carry keys its class takes (docs/running.md)."""
+    if OmegaConf.get_type(cfg) is not TrainConfig:
+        return  # not the composed training config (a hand-made one in a test or a tool)
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in cfg:
+        if key not in known and key != "hydra":  # hydra: the composed config's own node
+            raise UnknownKeyError(*_first_leaf(cfg, str(key)), known)
+
+
+def _first_leaf(cfg: DictConfig, key: str) -> tuple[str, Any]:
+    """The dotted path and value of the first leaf under ``key``, as the user wrote it:
+    ``optimzer.d.lr``, 0.001."""
+    node = cfg._get_node(key)
+    while isinstance(node, DictConfig) and not node._is_none() and len(node):
+        child = next(iter(node))
+        key, node = f"{key}.{child}", node._get_node(child)
+    value = node._value() if hasattr(node, "_value") else node
+    return key, value if not isinstance(value, DictConfig) else {}
 
 
 def _failing_node(node: DictConfig, path: str) -> str | None:

@@ -7,13 +7,18 @@
 A job that fails records ``status: failed`` and its error in summary.json (traceback in
 error.txt) and, in a multirun, lets the sweep carry on; a single run exits with the error.
 A job refused because its dir holds another configuration's run or another process's lock
-writes nothing there. What can be checked before training is checked at launch
+writes nothing there, nor does one whose dir name is taken by a regular file (one line; the
+other jobs run). What can be checked before training is checked at launch
 (gansweep.preflight).
 Ctrl-C or SIGTERM prints one line, and an interrupted multirun still gets its table.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+import json
 import logging
 import math
 import os
@@ -25,10 +30,12 @@ from pathlib import Path
 from importlib.resources import files
 
 import hydra
+import hydra.core.utils as hydra_utils
 import torch
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -48,16 +55,115 @@ PROCESS_THREADS = torch.get_num_threads()
 
 
 def record_failure(out_dir: Path, cfg: DictConfig, exc: BaseException) -> str:
-    """summary.json with status failed and the error's first line; error.txt the traceback."""
+    """summary.json with status failed and the error's first line; error.txt the traceback.
+    summary.json first: on a full disk it is the record that matters (a stale ``running``
+    one would outlive the run), and ``artifacts.write_record`` makes room for it."""
     first_line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     try:
+        artifacts.write_record({"status": "failed", "name": cfg.get("name"),
+                                "gan_type": str(cfg.gan_type.name), "error": first_line,
+                                "objective": math.inf}, out_dir / "summary.json")
+    except OSError as written:  # an unwritable output dir: the log and the exit status say it
+        log.warning("no failed record in %s: %s", out_dir, written)
+    try:
         (out_dir / "error.txt").write_text("".join(traceback.format_exception(exc)))
-        artifacts.write_json({"status": "failed", "name": cfg.get("name"),
-                              "gan_type": str(cfg.gan_type.name), "error": first_line,
-                              "objective": math.inf}, out_dir / "summary.json")
     except OSError:
-        pass  # an unwritable output dir: the log and the exit status still say it
+        pass  # the record above, the log and the exit status still say it
     return first_line
+
+
+def _finished_run(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a finished run's summary.json (status ok)."""
+    try:
+        return json.loads((out_dir / "summary.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _record_refusal(out_dir: Path, cfg: DictConfig, exc: Exception) -> None:
+    """The failed record of a job the value checks refused, written under the dir's lock.
+    A placement key (trainer.threads) or a key nothing reads does not change the dir's name,
+    so the dir may hold a finished run of the same configuration, which stays as it was, or
+    a run another process is training, whose dir it is."""
+    try:
+        with artifacts.RunLock(out_dir):
+            if _finished_run(out_dir):
+                log.error("job refused: %s (the finished run in %s is kept)", exc, out_dir)
+                return
+            message = record_failure(out_dir, cfg, exc)
+    except artifacts.RunLocked as busy:
+        log.error("job refused: %s (nothing written: %s)", exc, busy)
+        return
+    except OSError:  # no lock in an unwritable dir: record_failure says what it can
+        message = record_failure(out_dir, cfg, exc)
+    log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")
+
+
+def _failed(out_dir: Path, cfg: DictConfig, exc: Exception, multirun: bool,
+            refused_at_check: bool = False) -> float:
+    """Record a job's failure (``_record_refusal`` for one the value checks refused) and
+    carry on (a multirun: the sweeper sees the worst value) or exit with it (a single run)."""
+    if refused_at_check:
+        _record_refusal(out_dir, cfg, exc)
+    else:
+        message = record_failure(out_dir, cfg, exc)
+        log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")
+    if not multirun:
+        raise SystemExit(f"error: {exc}") from None
+    return math.inf
+
+
+# Hydra's launchers make a job's dir (hydra.core.utils.run_job) before the job runs, outside
+# it: a regular file of that name raises FileExistsError there and takes the rest of the launch
+# and its table down with a traceback. Each launcher module binds run_job by name, so the
+# guard wraps it in Hydra's module (for launchers imported later) and in those imported by
+# now; this module guards at import, which in a joblib worker comes after the launcher's.
+LAUNCHER_MODULES = ("hydra._internal.core_plugins.basic_launcher",
+                    "hydra_plugins.hydra_joblib_launcher._core")
+
+
+def guard_job_dirs() -> None:
+    """A job whose dir name is taken by a file (or whose path runs through one) is refused
+    with one line naming it and the fix; in a multirun the other jobs run and the sweeper
+    sees the worst value for it, as for a job refused for another process's lock."""
+    for module in (hydra_utils, *(sys.modules.get(name) for name in LAUNCHER_MODULES)):
+        if module is not None and hasattr(module, "run_job"):
+            module.run_job = _guarded(module.run_job)
+
+
+def _guarded(run_job):
+    if getattr(run_job, "guards_job_dirs", False):
+        return run_job
+    signature = inspect.signature(run_job)
+
+    @functools.wraps(run_job)
+    def guarded(*args, **kwargs):
+        try:
+            return run_job(*args, **kwargs)
+        except (FileExistsError, NotADirectoryError) as exc:
+            blocker = artifacts.blocking_file(Path(exc.filename)) if exc.filename else None
+            if blocker is None:
+                raise
+            call = signature.bind(*args, **kwargs).arguments
+            where = ("is taken by a file" if str(blocker) == str(exc.filename)
+                     else f"cannot be made: {blocker} is a file")
+            message = (f"job dir {exc.filename} {where}. Fix: move or delete {blocker} (or "
+                       "choose another hydra.sweep.dir / hydra.run.dir), then run the same "
+                       "command again")
+            if call.get("job_subdir_key") is None:  # a single run
+                raise SystemExit(f"error: {message}") from None
+            log.error("job refused: %s", message)
+            config = call["config"]
+            refused = JobReturn(overrides=list(config.hydra.overrides.task), hydra_cfg=config,
+                                working_dir=os.getcwd(), status=JobStatus.COMPLETED)
+            refused.return_value = math.inf
+            return refused
+
+    guarded.guards_job_dirs = True
+    return guarded
+
+
+guard_job_dirs()
 
 
 def launcher_threads(hydra_cfg) -> int | None:
@@ -86,17 +192,24 @@ def launcher_device(hydra_cfg, device: str) -> str:
     return job_device(device, hydra_cfg.job.get("num"))
 
 
-def prepare_job(cfg: DictConfig) -> Path:
+def prepare_job(cfg: DictConfig) -> Path | float:
     """What a job sets before it trains, from Hydra's view of it (inside Hydra's ``run_job``):
-    plain progress lines in a multirun, its device under the joblib launcher, torch's thread
-    count. Returns its output dir."""
+    every value checked (before torch or a device sees one), plain progress lines in a
+    multirun, its device under the joblib launcher, torch's thread count. Returns its output
+    dir, or the return value of a job refused at the check (recorded as failed)."""
     hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    try:  # every value (trainer.threads among them) before torch or a device sees it
+        schema.check(cfg)
+    except schema.ConfigError as exc:
+        return _failed(out_dir, cfg, exc, hydra_cfg.mode == RunMode.MULTIRUN,
+                       refused_at_check=True)
     if hydra_cfg.mode == RunMode.MULTIRUN and str(cfg.trainer.progress) == "auto":
         cfg.trainer.progress = "lines"  # a multirun's log gets plain lines, not a bar
     cfg.trainer.device = launcher_device(hydra_cfg, str(cfg.trainer.device))
     # always set: jobs of a multirun share a process, and a job's count must not leak into the next
     torch.set_num_threads(cfg.trainer.threads or launcher_threads(hydra_cfg) or PROCESS_THREADS)
-    return Path(hydra_cfg.runtime.output_dir)
+    return out_dir
 
 
 def job_outcome(cfg: DictConfig, out_dir: Path, train, multirun: bool) -> float | None:
@@ -116,11 +229,7 @@ def job_outcome(cfg: DictConfig, out_dir: Path, train, multirun: bool) -> float 
             raise SystemExit(f"error: {exc}") from None
         return math.inf
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
-        message = record_failure(out_dir, cfg, exc)
-        log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")
-        if not multirun:
-            raise SystemExit(f"error: {exc}") from None
-        return math.inf  # sweepers see the worst value and carry on
+        return _failed(out_dir, cfg, exc, multirun)
     if not multirun:
         print(f"run dir: {out_dir}")  # where summary.json, samples/ and checkpoints/ are
     return summary.get("objective")
@@ -129,6 +238,8 @@ def job_outcome(cfg: DictConfig, out_dir: Path, train, multirun: bool) -> float 
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
     out_dir = prepare_job(cfg)
+    if not isinstance(out_dir, Path):  # refused at the check, recorded
+        return out_dir
     return job_outcome(cfg, out_dir, lambda: run(cfg, out_dir),
                        multirun=HydraConfig.get().mode == RunMode.MULTIRUN)
 
@@ -194,6 +305,7 @@ def main() -> None:
         print(app_help())
         return
     signal.signal(signal.SIGTERM, _interrupt)
+    guard_job_dirs()  # the launchers imported since this module was
     try:
         _main()
     except KeyboardInterrupt:
@@ -208,4 +320,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m gansweep.train`: run the module under its own name, so that the task function
+    # Hydra hands to joblib workers is gansweep.train's, which they import (and with it the
+    # job-dir guard), not a copy of __main__'s
+    importlib.import_module("gansweep.train").main()

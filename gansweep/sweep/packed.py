@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, \
-    setup_globals
+from hydra.core import utils as hydra_utils
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, RunMode, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -115,6 +115,15 @@ class _Prepared:
         self.cfg, self.out_dir = cfg, out_dir
 
 
+def _prepare(cfg: DictConfig):
+    """The task ``run_job`` runs for each job: prepare it (``gansweep.train.prepare_job``),
+    train nothing. A job refused at the check returns its final value instead."""
+    from gansweep import train
+
+    out_dir = train.prepare_job(cfg)
+    return _Prepared(cfg, out_dir) if isinstance(out_dir, Path) else out_dir
+
+
 class PackedLauncherBase(Launcher):
     """The launcher's logic; Hydra instantiates ``hydra_plugins.gansweep_packed.PackedLauncher``."""
 
@@ -137,7 +146,8 @@ class PackedLauncherBase(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from gansweep import train  # torch: only when jobs are launched
+        from gansweep import train  # torch: only when jobs are launched (it also guards
+        # hydra_utils.run_job against a job dir taken by a file: called through the module)
         from gansweep.packed.driver import train_group
 
         setup_globals()
@@ -154,15 +164,17 @@ class PackedLauncherBase(Launcher):
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
-            returns.append(run_job(
-                hydra_context=self.hydra_context,
-                task_function=lambda cfg: _Prepared(cfg, train.prepare_job(cfg)),
+            returns.append(hydra_utils.run_job(
+                hydra_context=self.hydra_context, task_function=_prepare,
                 config=sweep_config, job_dir_key="hydra.sweep.dir",
                 job_subdir_key="hydra.sweep.subdir"))
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
+        # a job refused before training (its dir, its values) has its final return value
+        # already; one whose preparation raised re-raises it there, as under the basic launcher
         prepared = {i: ret.return_value for i, ret in enumerate(returns)
-                    if ret.status == JobStatus.COMPLETED}  # a failed preparation re-raises there
+                    if ret.status == JobStatus.COMPLETED
+                    and isinstance(ret.return_value, _Prepared)}
         keys = [pack_key(p.cfg) if (p := prepared.get(i)) is not None else None
                 for i in range(len(returns))]
         for members in groups(keys, self.max_runs):
