@@ -6,9 +6,12 @@
 
 A job that fails records ``status: failed`` and its error in summary.json (traceback in
 error.txt) and, in a multirun, lets the sweep carry on; a single run exits with the error.
-A job refused because its dir holds another configuration's run or another process's lock
-writes nothing there. What can be checked before training is checked at launch
-(gansweep.preflight).
+A job refused because its dir holds another configuration's run writes nothing there. A dir
+that another process holds (its lock) refuses a single run; a sweep's job waits for that
+process (another launch training the same run) and then takes its result, so a busy job is
+never counted as a failed one. A job that a launcher runs in a child process stops when its
+launcher dies (gansweep.signals.launcher_watch). What can be checked before training is
+checked at launch (gansweep.preflight).
 Ctrl-C or SIGTERM prints one line, and an interrupted multirun still gets its table.
 """
 
@@ -37,7 +40,7 @@ from gansweep.checkpoint import ResumeError
 from gansweep.device import job_device, warn_if_gpu_hidden
 from gansweep.preflight import ACTIVE
 from gansweep.report.aggregate import aggregate
-from gansweep.signals import Interrupted
+from gansweep.signals import Interrupted, launcher_watch, orphaned
 from gansweep.trainer import run
 
 log = logging.getLogger("gansweep.train")
@@ -86,33 +89,57 @@ def launcher_device(hydra_cfg, device: str) -> str:
     return job_device(device, hydra_cfg.job.get("num"))
 
 
+def run_when_free(cfg: DictConfig, out_dir: Path) -> dict:
+    """``run``, and where another process holds the dir (another launch into the same sweep
+    training this job, or a worker of a killed launch finishing it), wait for that process
+    and run again: its finished run is then skipped and its result returned; one it left
+    unfinished (stopped, killed) is resumed. Never a refusal counted as a failed run."""
+    while True:
+        try:
+            return run(cfg, out_dir)
+        except artifacts.RunLocked as exc:
+            holder = exc.holder
+            log.warning("job dir %s is in use by pid %s on host %s (since %s): waiting for it "
+                        "to finish, then using its result", out_dir, holder.get("pid", "?"),
+                        holder.get("host", "?"), holder.get("since", "?"))
+            artifacts.RunLock(out_dir).wait()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://gansweep.conf", config_name="train")
 def _main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN and str(cfg.trainer.progress) == "auto":
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and str(cfg.trainer.progress) == "auto":
         cfg.trainer.progress = "lines"  # a multirun's log gets plain lines, not a bar
     cfg.trainer.device = launcher_device(hydra_cfg, str(cfg.trainer.device))
     # always set: jobs of a multirun share a process, and a job's count must not leak into the next
     torch.set_num_threads(cfg.trainer.threads or launcher_threads(hydra_cfg) or PROCESS_THREADS)
     try:
-        summary = run(cfg, out_dir)
+        if multirun:  # a worker of a killed launcher must not train on, holding the dir
+            with launcher_watch():
+                summary = run_when_free(cfg, out_dir)
+        else:
+            summary = run(cfg, out_dir)
     except Interrupted as exc:  # SIGTERM/SIGINT: stop the whole sweep, resumable
         log.warning("%s; checkpoint saved in %s: run the same command again to resume",
                     exc, out_dir)
+        if orphaned():  # its launcher is gone: nothing will hand this worker another job
+            logging.shutdown()
+            os._exit(128 + exc.signum)
         raise SystemExit(128 + exc.signum) from None
     except (ResumeError, artifacts.RunLocked) as exc:  # not this job's dir: write nothing there
         log.error("job refused: %s", exc)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if not multirun:
             raise SystemExit(f"error: {exc}") from None
         return math.inf
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then reported
         message = record_failure(out_dir, cfg, exc)
         log.error("job failed: %s (traceback in %s)", message, out_dir / "error.txt")
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if not multirun:
             raise SystemExit(f"error: {exc}") from None
         return math.inf  # sweepers see the worst value and carry on
-    if hydra_cfg.mode != RunMode.MULTIRUN:
+    if not multirun:
         print(f"run dir: {out_dir}")  # where summary.json, samples/ and checkpoints/ are
     return summary.get("objective")
 
