@@ -237,13 +237,19 @@ def ensure_writable(root: Path) -> None:
 
 
 class RunLocked(RuntimeError):
-    """Another process holds the run dir."""
+    """Another process holds the run dir; ``holder``: its pid, host and since when (as far as
+    ``.lock.owner`` says)."""
+
+    def __init__(self, message: str, holder: dict | None = None):
+        super().__init__(message)
+        self.holder = holder or {}
 
 
 class RunLock:
     """An exclusive lock on a run dir (``.lock``, an OS file lock released when its holder
     exits, also by kill -9) with the holder's pid and host in ``.lock.owner``, so a second
-    process started on the same dir refuses at once, naming who holds it."""
+    process started on the same dir refuses at once, naming who holds it (``acquire``), or
+    waits for it to finish (``wait``: a sweep's job that another launch is training)."""
 
     def __init__(self, root: Path | str, name: str = ".lock"):
         self.root = Path(root)
@@ -263,10 +269,17 @@ class RunLock:
             raise RunLocked(
                 f"{self.root} is in use by pid {holder.get('pid', '?')} on host "
                 f"{holder.get('host', '?')} (since {holder.get('since', '?')}). Fix: wait for "
-                "it to finish or stop it, or use another output dir.") from None
+                "it to finish or stop it, or use another output dir.", holder) from None
         self.owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                           "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
         return self
+
+    def wait(self, poll: float = 0.5) -> None:
+        """Block until no process holds the lock (it finished, stopped or died: the OS drops
+        a dead holder's lock), without taking it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire(timeout=-1, poll_interval=poll)
+        self._lock.release()
 
     def release(self) -> None:
         if self._lock.is_locked:

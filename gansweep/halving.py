@@ -13,10 +13,15 @@ after each rung the settings are ranked by the mean over seeds of what their job
 best 1/eta (at least one) go on to the next rung, whose jobs extend their runs exactly
 (gansweep.extend) instead of training from step 0. Jobs run through the configured launcher.
 
+A setting's mean is over distinct runs: a job listed twice (``seed=0,0,1``) is launched once,
+and jobs that land in one run dir (the same identity, gansweep.dirs) count once.
+
 Every rung is recorded in ``<sweep dir>/halving.json`` (budget, each setting's objective per
-seed and mean, its rank, whether it was promoted), and the sweep's table shows the rungs and
-how far each rung's ranking agrees with the next (gansweep.report.halving). Relaunching the
-same command resumes: finished jobs are skipped, a rung stopped mid-way continues its jobs.
+seed and mean, its rank, whether it was promoted; a failed or unscored run's objective as
+null), and the sweep's table shows the rungs and how far each rung's ranking agrees with the
+next (gansweep.report.halving). Relaunching the same command resumes: finished jobs are
+skipped, a rung stopped mid-way continues its jobs. A job that another launch is training
+waits for it and takes its result (gansweep.train.run_when_free): busy is not failed.
 """
 
 from __future__ import annotations
@@ -145,7 +150,7 @@ class HalvingSweeperBase(Sweeper):
         self.max_batch_size, self.params = max_batch_size or None, params or {}
         try:  # a ladder that cannot be built is refused before any job, in one line
             self.rungs = ladder(min_epochs, max_epochs, eta)
-            if max_batch_size is not None and max_batch_size < 0:
+            if max_batch_size is not None and max_batch_size < 1:
                 raise HalvingError(f"hydra.sweeper.max_batch_size={max_batch_size}: must be "
                                    ">= 1, or null for a whole rung at once")
         except HalvingError as exc:
@@ -178,6 +183,12 @@ class HalvingSweeperBase(Sweeper):
             jobs = self.grid(arguments)
         except HalvingError as exc:
             raise SystemExit(f"error: {exc}") from None
+        distinct = [list(job) for job in dict.fromkeys(tuple(job) for job in jobs)]
+        if len(distinct) < len(jobs):
+            log.warning("halving: %d job(s) of the grid repeat another's overrides (a seed "
+                        "listed twice?); each run is trained and counted once",
+                        len(jobs) - len(distinct))
+            jobs = distinct
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -201,8 +212,11 @@ class HalvingSweeperBase(Sweeper):
             dirs: dict[tuple, list] = {s: [] for s in survivors}
             for job, result in zip(batch, results):
                 value = result.return_value  # re-raises a job's exception, as Hydra's sweepers
-                values[setting_of(job[:-1])].append(None if value is None else float(value))
-                dirs[setting_of(job[:-1])].append(_job_dir(result, sweep_dir))
+                setting, where = setting_of(job[:-1]), _job_dir(result, sweep_dir)
+                if where is not None and where in dirs[setting]:
+                    continue  # the same run (one identity, one dir): one value of the mean
+                values[setting].append(None if value is None else float(value))
+                dirs[setting].append(where)
             scores = {s: mean_objective(v) for s, v in values.items()}
             last = index == len(self.rungs) - 1
             promoted = [] if last else promote(scores, self.eta)
@@ -234,10 +248,22 @@ class HalvingSweeperBase(Sweeper):
         return returns
 
 
+def json_safe(value):
+    """``value`` with every non-finite float as None: JSON has no Infinity or NaN (a failed
+    run's objective is inf), and a strict reader refuses them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_record(record: dict, path: Path) -> None:
     """halving.json, replaced atomically (a reader never sees half a record)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.write_text(json.dumps(json_safe(record), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 

@@ -3,7 +3,9 @@
 Hydra callback ``Preflight`` (conf/train.yaml): the output dir is writable, the FID
 extractor's weights are present and verified, an Optuna search has an objective;
 an Optuna study in SQLite is held by one launch at a time and trials that a killed launch
-left RUNNING are marked FAIL. The dirs' names come from gansweep.dirs.
+left RUNNING are marked FAIL. The launching process is named to the jobs it starts
+(gansweep.signals.mark_launcher), so a job in a worker process stops when it dies. The dirs'
+names come from gansweep.dirs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from gansweep import artifacts
+from gansweep import artifacts, signals
 from gansweep.device import isolated_rng
 from gansweep.fid import evaluator as fid_evaluator, registry
 
@@ -63,6 +65,7 @@ class Preflight(Callback):
         pin_sweep_dir(config, sweep_dir)
         _check_output_dir(sweep_dir, "hydra.sweep.dir")
         ACTIVE["sweep_dir"] = sweep_dir
+        signals.mark_launcher()  # the jobs it starts in processes of their own watch it
         if _is_optuna(config):
             if str(OmegaConf.select(config, "fid.extractor")) == "none":
                 raise SystemExit("error: an Optuna search minimises the run's FID, and fid=none "

@@ -6,10 +6,13 @@
 
 A job that fails records ``status: failed`` and its error in summary.json (traceback in
 error.txt) and, in a multirun, lets the sweep carry on; a single run exits with the error.
-A job refused because its dir holds another configuration's run or another process's lock
-writes nothing there, nor does one whose dir name is taken by a regular file (one line; the
-other jobs run). What can be checked before training is checked at launch
-(gansweep.preflight).
+A job refused because its dir holds another configuration's run writes nothing there, nor
+does one whose dir name is taken by a regular file (one line; the other jobs run). A dir that
+another process holds (its lock) refuses a single run; a sweep's job waits for that process
+(another launch training the same run) and then takes its result, so a busy job is never
+counted as a failed one. A job that a launcher runs in a child process stops when its
+launcher dies (gansweep.signals.launcher_watch). What can be checked before training is
+checked at launch (gansweep.preflight).
 Ctrl-C or SIGTERM prints one line, and an interrupted multirun still gets its table.
 """
 
@@ -44,7 +47,7 @@ from gansweep.checkpoint import ResumeError
 from gansweep.device import job_device, warn_if_gpu_hidden
 from gansweep.preflight import ACTIVE
 from gansweep.report.aggregate import aggregate
-from gansweep.signals import Interrupted
+from gansweep.signals import Interrupted, launcher_watch, orphaned
 from gansweep.trainer import run
 
 log = logging.getLogger("gansweep.train")
@@ -192,6 +195,22 @@ def launcher_device(hydra_cfg, device: str) -> str:
     return job_device(device, hydra_cfg.job.get("num"))
 
 
+def run_when_free(cfg: DictConfig, out_dir: Path) -> dict:
+    """``run``, and where another process holds the dir (another launch into the same sweep
+    training this job, or a worker of a killed launch finishing it), wait for that process
+    and run again: its finished run is then skipped and its result returned; one it left
+    unfinished (stopped, killed) is resumed. Never a refusal counted as a failed run."""
+    while True:
+        try:
+            return run(cfg, out_dir)
+        except artifacts.RunLocked as exc:
+            holder = exc.holder
+            log.warning("job dir %s is in use by pid %s on host %s (since %s): waiting for it "
+                        "to finish, then using its result", out_dir, holder.get("pid", "?"),
+                        holder.get("host", "?"), holder.get("since", "?"))
+            artifacts.RunLock(out_dir).wait()
+
+
 def prepare_job(cfg: DictConfig) -> Path | float:
     """What a job sets before it trains, from Hydra's view of it (inside Hydra's ``run_job``):
     every value checked (before torch or a device sees one), plain progress lines in a
@@ -222,6 +241,9 @@ def job_outcome(cfg: DictConfig, out_dir: Path, train, multirun: bool) -> float 
     except Interrupted as exc:  # SIGTERM/SIGINT: stop the whole sweep, resumable
         log.warning("%s; checkpoint saved in %s: run the same command again to resume",
                     exc, out_dir)
+        if orphaned():  # its launcher is gone: nothing will hand this worker another job
+            logging.shutdown()
+            os._exit(128 + exc.signum)
         raise SystemExit(128 + exc.signum) from None
     except (ResumeError, artifacts.RunLocked) as exc:  # not this job's dir: write nothing there
         log.error("job refused: %s", exc)
@@ -240,8 +262,17 @@ def _main(cfg: DictConfig) -> float | None:
     out_dir = prepare_job(cfg)
     if not isinstance(out_dir, Path):  # refused at the check, recorded
         return out_dir
-    return job_outcome(cfg, out_dir, lambda: run(cfg, out_dir),
-                       multirun=HydraConfig.get().mode == RunMode.MULTIRUN)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    return job_outcome(cfg, out_dir, lambda: train_job(cfg, out_dir, multirun), multirun)
+
+
+def train_job(cfg: DictConfig, out_dir: Path, multirun: bool) -> dict:
+    """A job's run: in a sweep, stopped if its launcher dies (a worker of a killed launcher
+    must not train on, holding the dir) and waiting for a busy dir's holder."""
+    if not multirun:
+        return run(cfg, out_dir)
+    with launcher_watch():
+        return run_when_free(cfg, out_dir)
 
 
 def _table_of_interrupted_sweep() -> None:

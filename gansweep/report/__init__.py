@@ -2,6 +2,7 @@
 files that runs wrote and never imports the training code.
 
 - ``table``: one row per job (settings, metrics, status), ranks, findings;
+- ``repeats``: dirs holding the same run (one identity) count once;
 - ``grouping``: seeds of one setting grouped, with 95% intervals and ranks;
 - ``render``: table.md (pandas' markdown) and table.html (a Jinja2 template);
 - ``plots``: curves, ranking chart, montage (matplotlib);

@@ -30,6 +30,7 @@ from hydra.errors import OverrideParseException
 from gansweep import identity
 from gansweep.fid import registry
 from gansweep.report import grouping, studies
+from gansweep.report import repeats as repeats_of
 # name_rescored and reproduces are also imported from here, where they were first
 from gansweep.report.rescores import name_rescored, reproduces, rescored  # noqa: F401
 
@@ -230,8 +231,10 @@ def job_row(job: Path) -> dict[str, Any]:
 
 
 def collect(roots: list[Path]) -> pd.DataFrame:
-    """One row per job under the roots; ``param:*`` columns for keys that vary; ranks."""
-    jobs = [job for root in roots for job in find_jobs(Path(root))]
+    """One row per run under the roots (gansweep.report.repeats); ``param:*`` columns for keys
+    that vary; ranks. ``frame.attrs["repeats"]``: the dirs left out as repeats of a run."""
+    jobs, repeats = repeats_of.distinct_runs(
+        [job for root in roots for job in find_jobs(Path(root))])
     rows = [job_row(job) for job in jobs]
     name_rescored(rows, [rescored(job, read_summary(job)) for job in jobs])
     configs = [read_summary(job).get("config") for job in jobs]
@@ -246,6 +249,7 @@ def collect(roots: list[Path]) -> pd.DataFrame:
         for key in varying:
             row[f"param:{key}"] = values[key][i]
     frame = pd.DataFrame(rows)
+    frame.attrs["repeats"] = [(str(left), str(kept)) for left, kept in repeats]
     if frame.empty:
         return frame
     metric = primary_metric(frame)
@@ -291,6 +295,7 @@ def findings(frame: pd.DataFrame) -> list[str]:
     metric = primary_metric(frame)
     counts = frame["status"].value_counts()
     lines = ["Jobs: " + ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if s in counts) + "."]
+    lines += repeats_of.findings(frame.attrs.get("repeats") or [])
     lines += mixture_findings(frame)
     if metric is None:
         if "modes_covered" not in frame:
