@@ -31,6 +31,7 @@ import torch
 from gansweep.artifacts import write_probe
 from gansweep.download import sha256_file, wheel
 from gansweep.pictures import ImageGrid
+from gansweep.reference import DIGITS, Reference
 
 log = logging.getLogger(__name__)
 
@@ -294,8 +295,9 @@ class MNIST:
     (``visualizer``) and scored (``evaluator``; null: the ``fid`` group's evaluator).
 
     A dataset config names its class with ``_target_``; the class offers ``load(seed)``
-    returning a ``Dataset``, a ``visualizer`` and an optional ``evaluator`` (gansweep.mixtures
-    has the 2-D ones)."""
+    returning a ``Dataset``, a ``visualizer``, an optional ``evaluator`` (gansweep.mixtures
+    has the 2-D ones) and ``reference()``, the real samples the ``fid`` group's evaluator
+    scores against (a ``gansweep.reference.Reference``; gansweep.image_folder is another)."""
 
     def __init__(self, root: str = "data", fetch: bool = True, limit: int | None = None,
                  visualizer=None, evaluator=None, name: str = "mnist"):
@@ -305,6 +307,30 @@ class MNIST:
 
     def load(self, seed: int) -> Dataset:
         return load_mnist(self.root, "train", self.limit, self.fetch)
+
+    def reference(self) -> "MnistReference":
+        """The FID reference: MNIST's training images (all of them, not only ``limit``), and
+        its test images for the real-data floors."""
+        return MnistReference(self.root, self.fetch)
+
+
+class MnistReference(Reference):
+    """MNIST as the FID reference: the training images, and the test images held out.
+    ``key`` is the md5 of the split's idx file, as reference statistics were always cached."""
+
+    name, domain, shape, splits = "mnist", DIGITS, (1, 28, 28), ("train", "test")
+
+    def __init__(self, root: Path | str = "data", fetch: bool = True):
+        self.root, self.fetch = root, fetch
+
+    def key(self, split: str = "train") -> str:
+        return f"{split}-{MNIST_MD5[SPLIT_FILES[split][0]]}"
+
+    def load(self, split: str = "train", limit: int | None = None) -> Dataset:
+        return load_mnist(self.root, split, limit, self.fetch)
+
+    def describe(self, split: str = "train") -> str:
+        return f"MNIST {'test' if split == 'test' else 'training'} images"
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -20,10 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 FINGERPRINT_KEYS = ("model", "optimizer", "kernel", "gan_type", "noise", "seed", "dataset",
                     "trainer.batch_size", "trainer.max_batches_per_epoch", "trainer.fake_mode")
 # ...minus those that do not: where files live, the fast/reference implementation switch, how
-# samples are pictured and scored, and the kernel inside gan_type (the kernel group, above).
+# samples are pictured and scored (dataset.domain: which extractors may score them), and the
+# kernel inside gan_type (the kernel group, above).
 NOT_FINGERPRINTED = {"model": ("impl",), "kernel": ("impl",), "gan_type": ("kernel",),
                      "dataset": ("root", "fetch", "num_samples", "min_per_mode", "objective",
-                                 "visualizer", "evaluator")}
+                                 "visualizer", "evaluator", "domain")}
 # ...plus what else a finished run's numbers depend on: its epoch budget and how its FID is
 # measured (not where files live or the FID batch size): a job's identity.
 IDENTITY_KEYS = ("trainer.epochs", "fid")

@@ -39,7 +39,7 @@ class Logger:
         """One metrics row (the ``metrics.jsonl`` row) at a training step."""
 
     def log_grid(self, tag: str, array, step: int) -> None:
-        """A sample grid as a (H, W) uint8 array."""
+        """A sample grid as a (H, W) uint8 array ((H, W, 3) for RGB images)."""
 
     def log_summary(self, summary: dict[str, Any]) -> None:
         """The run's final summary.json (its ``status`` says how the run ended). It may
@@ -102,7 +102,10 @@ class TensorBoardLogger(Logger):
             self.writer.add_scalar(key, value, step)
 
     def log_grid(self, tag, array, step):
-        self.writer.add_image(tag, torch.as_tensor(array)[None], step, dataformats="CHW")
+        if array.ndim == 3:  # an RGB grid (H, W, 3)
+            self.writer.add_image(tag, torch.as_tensor(array), step, dataformats="HWC")
+        else:
+            self.writer.add_image(tag, torch.as_tensor(array)[None], step, dataformats="CHW")
 
     def log_summary(self, summary):
         step = int(summary.get("batches_done") or 0)

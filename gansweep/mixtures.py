@@ -13,6 +13,7 @@ divergence between the histogram of high-quality points over modes and the unifo
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from gansweep.data import Dataset
 from gansweep.kernels import plummer, squared_distances
+from gansweep.reference import Reference
 
 
 @dataclass
@@ -68,6 +70,39 @@ class MixtureDataset:
         generator = torch.Generator().manual_seed(seed)
         x, modes = self.mixture.sample(self.size, generator)
         return Dataset(x, modes, f"{self.name}:seed={seed}:n={self.size}")
+
+    def reference(self) -> "MixtureReference":
+        """Points of the mixture itself for the FID-family metrics (``ModeMetrics`` scores
+        these datasets by default): ``size`` points, the same for every run."""
+        return MixtureReference(self.name, self.mixture, self.size)
+
+
+class MixtureReference(Reference):
+    """A mixture as an FID reference: ``size`` points drawn with seed 0 ("train") or 1
+    ("test", for the floors), whatever the run's seed: the distribution, not a run's
+    training draw. Samples are 2-D points, so only an extractor of points applies."""
+
+    splits = ("train", "test")
+    SEEDS = {"train": 0, "test": 1}
+
+    def __init__(self, name: str, mixture: Mixture, size: int):
+        self.name, self.mixture, self.size, self.shape = name, mixture, size, (2,)
+
+    def points(self, split: str) -> Dataset:
+        generator = torch.Generator().manual_seed(self.SEEDS[split])
+        x, modes = self.mixture.sample(self.size, generator)
+        return Dataset(x, modes, f"{self.name}:{split}:seed={self.SEEDS[split]}:n={self.size}")
+
+    def key(self, split: str = "train") -> str:
+        x = self.points(split).x.numpy()
+        digest = hashlib.sha256(repr(x.shape).encode() + x.tobytes()).hexdigest()
+        return f"{self.name}-{split}-{digest[:16]}"
+
+    def load(self, split: str = "train", limit: int | None = None) -> Dataset:
+        data = self.points(split)
+        if limit is None:
+            return data
+        return Dataset(data.x[:limit], data.labels[:limit], f"{data.checksum}[:{limit}]")
 
 
 class ModeMetrics:

@@ -286,6 +286,10 @@ class GAN(nn.Module):
     YAML (README, "Extending").
     """
 
+    # one sample's shape, what G makes and D takes (None: not said); a run refuses a dataset
+    # of another shape in one line (gansweep.gan.state.RunState)
+    sample_shape: tuple[int, ...] | None = None
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module, latent_dim: int):
         super().__init__()
         self.generator, self.discriminator, self.latent_dim = generator, discriminator, latent_dim
@@ -298,6 +302,8 @@ class DCGAN(GAN):
     ``generator``: the run's own stream for the initial weights (and afterwards, in the run,
     its Dropout masks); None draws from torch's global RNG. Seeded alike, both give the
     same weights."""
+
+    sample_shape = (1, 28, 28)
 
     def __init__(self, latent_dim: int = 100, impl: str = "reference", bn_axis: str = "keras",
                  bn_momentum: float = 0.99, bn_epsilon: float = 1e-3,
@@ -336,6 +342,7 @@ class MLPGAN(GAN):
             keras_init_(g, generator)
             keras_init_(d, generator)
         super().__init__(g, d, latent_dim)
+        self.sample_shape = (data_dim,)
 
 
 def build_models(cfg) -> tuple[nn.Module, nn.Module]:

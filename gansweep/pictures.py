@@ -20,11 +20,13 @@ def grid_shape(n: int) -> tuple[int, int]:
 
 
 def image_grid(images: torch.Tensor) -> np.ndarray:
-    """(N, 1, H, W) in [-1, 1] -> uint8 (rows*H, cols*W), filled row by row, unused cells black."""
-    x = images.detach().float().cpu().numpy()[:, 0]
-    n, h, w = x.shape
+    """(N, 1, H, W) in [-1, 1] -> uint8 (rows*H, cols*W), filled row by row, unused cells
+    black; (N, 3, H, W) (RGB) -> (rows*H, cols*W, 3)."""
+    x = images.detach().float().cpu().numpy()
+    x = x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
+    n, h, w = x.shape[:3]
     rows, cols = grid_shape(n)
-    canvas = np.full((rows * h, cols * w), -1.0, dtype=np.float32)
+    canvas = np.full((rows * h, cols * w, *x.shape[3:]), -1.0, dtype=np.float32)
     for index, img in enumerate(x):
         r, c = divmod(index, cols)
         canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
@@ -35,8 +37,9 @@ def save_grid(images: torch.Tensor, path: Path) -> Path:
     """The grid as a PNG, replaced whole (never rewritten in place: an extended run's early
     grids are links to the run it continues). Encoded first, so that a full disk's error
     says how many bytes the file needs."""
+    grid = image_grid(images)
     encoded = io.BytesIO()
-    Image.fromarray(image_grid(images), mode="L").save(encoded, format="PNG")
+    Image.fromarray(grid, mode="L" if grid.ndim == 2 else "RGB").save(encoded, format="PNG")
     data = encoded.getvalue()
     return atomic_write(path, lambda handle: handle.write(data), size=len(data))
 

@@ -1,7 +1,8 @@
 """Checks at launch, before any job trains, and the names of job dirs.
 
-Hydra callback ``Preflight`` (conf/train.yaml): the output dir is writable, the FID
-extractor's weights are present and verified, an Optuna search has an objective;
+Hydra callback ``Preflight`` (conf/train.yaml): the output dir is writable, the dataset's
+files are there, the FID extractor applies to the dataset and its weights are present and
+verified, an Optuna search has an objective;
 an Optuna study in SQLite is held by one launch at a time and trials that a killed launch
 left RUNNING are marked FAIL. The launching process is named to the jobs it starts
 (gansweep.signals.mark_launcher), so a job in a worker process stops when it dies. The dirs'
@@ -18,6 +19,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
+from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
@@ -82,7 +84,7 @@ class Preflight(Callback):
     @staticmethod
     def _check_assets(config: DictConfig) -> None:
         try:
-            fid_evaluator.preflight(config.get("fid"))
+            fid_evaluator.preflight(config.get("fid"), dataset_reference(config))
         except (registry.UnknownExtractor, RuntimeError, ValueError, OSError) as exc:
             raise SystemExit(f"error: {exc}") from None
 
@@ -97,6 +99,25 @@ class Preflight(Callback):
             raise SystemExit(f"error: the Optuna study of {exc}") from None
         if Path(storage[len("sqlite:///"):]).exists():
             fail_stale_trials(storage, str(config.hydra.sweeper.study_name))
+
+
+def dataset_reference(config: DictConfig):
+    """The launch's dataset, built (its classes read no data until ``load``) and checked by
+    its own ``preflight`` where it has one (an image folder: the folder exists): its FID
+    reference, or None where the fid group does not score it (``fid=none``, a dataset with
+    its own evaluator)."""
+    if config.get("dataset") is None:
+        return None
+    try:
+        dataset = instantiate(config.dataset)
+    except InstantiationException as exc:  # the class's own one-line message, not Hydra's
+        raise SystemExit(f"error: {exc.__cause__ or exc}") from None
+    if callable(getattr(dataset, "preflight", None)):
+        dataset.preflight()
+    if str(OmegaConf.select(config, "fid.extractor", default="none")) == "none" \
+            or getattr(dataset, "evaluator", None) is not None:
+        return None
+    return fid_evaluator.reference_of(dataset)
 
 
 def pin_sweep_dir(config: DictConfig, sweep_dir: Path) -> None:

@@ -43,7 +43,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gansweep import artifacts, checkpoint, schema
 from gansweep.device import configure_backends, isolated_rng, resolve_device
-from gansweep.fid.evaluator import FidEvaluator
+from gansweep.fid.evaluator import FidEvaluator, NotApplicable, reference_of
 from gansweep.identity import NOT_IN_IDENTITY
 from gansweep.noise import sample_generator
 from gansweep.report.aggregate import OutputError, aggregate
@@ -191,6 +191,23 @@ def stored(out: Path, epoch: int | None, step: int | None, stamp: dict) -> dict 
     return None
 
 
+def reference_of_run(run_dir: Path, cfg: DictConfig):
+    """The FID reference of the dataset a run trained on (its own config's); RescoreError
+    where the fid group does not score that dataset (a 2-D mixture) or it cannot be built."""
+    try:
+        dataset = instantiate(cfg.dataset)
+    except InstantiationException as exc:
+        raise RescoreError(f"{run_dir}: its dataset cannot be built ({exc.__cause__ or exc}). "
+                           "Fix: make the run's dataset available as it trained on it") from None
+    if getattr(dataset, "evaluator", None) is not None:
+        raise RescoreError(f"{run_dir} trained on {cfg.dataset.get('name')}: the fid group "
+                           "scores image runs (mixtures have their own mode metrics)")
+    try:
+        return reference_of(dataset)
+    except NotApplicable as exc:
+        raise RescoreError(f"{run_dir}: {exc}") from None
+
+
 def score(run_dir: Path, fid_cfg: DictConfig, which: str, device: torch.device,
           data_root: str | None = None, force: bool = False) -> dict:
     """One run's G (``final`` or ``best``) scored with ``fid_cfg``: the stored result of
@@ -201,9 +218,9 @@ def score(run_dir: Path, fid_cfg: DictConfig, which: str, device: torch.device,
         raise RescoreError(f"{run_dir}: {unreadable or 'summary.json records no config'}. "
                            "Fix: restore summary.json, or relaunch the run's command")
     cfg = OmegaConf.create(summary["config"])
-    if not str(cfg.dataset.get("_target_", "")).endswith("MNIST"):
-        raise RescoreError(f"{run_dir} trained on {cfg.dataset.get('name')}: the fid group "
-                           "scores image runs (mixtures have their own mode metrics)")
+    if data_root and "root" in cfg.dataset:  # --data-root: MNIST elsewhere
+        cfg.dataset.root = data_root
+    reference = reference_of_run(run_dir, cfg)
     settings = eval_settings(fid_cfg)
     digest = settings_hash(settings)
     out = run_dir / EVALS / f"{which}_{fid_cfg.extractor}_{digest}.json".replace("/", "-")
@@ -220,7 +237,8 @@ def score(run_dir: Path, fid_cfg: DictConfig, which: str, device: torch.device,
     with torch_threads(threads):  # the run's own float sums, to the bit
         try:
             evaluator = instantiate(fid_cfg, device=device,
-                                    data_root=data_root or cfg.dataset.get("root", "data"))
+                                    data_root=cfg.dataset.get("root", "data"),
+                                    reference=reference)
         except InstantiationException as exc:
             raise RescoreError(f"{run_dir}: the fid settings build no evaluator "
                                f"({str(exc).strip().splitlines()[0]}). Fix: drop or correct "

@@ -628,3 +628,27 @@ def register() -> None:
 
 
 register()
+
+
+# ----------------------------------------------------------------------------- image folder
+@dataclass
+class ImageFolderConfig(Checked):
+    """``dataset=image_folder`` (gansweep.image_folder.ImageFolder)."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    path: Optional[str] = MISSING  # required at run time (the dataset names the fix)
+    channels: int = MISSING
+    size: int = MISSING
+    limit: Optional[int] = MISSING
+    domain: Optional[str] = MISSING  # "digits": fid=lenet applies (gansweep.reference)
+    visualizer: Any = MISSING  # null: an image grid (gansweep.pictures.ImageGrid)
+    evaluator: Any = MISSING  # null: the `fid` group's evaluator
+
+    def check(self) -> None:
+        require(self.channels in (1, 3), "channels", self.channels, "must be 1 (gray) or 3 (RGB)")
+        at_least_one(self, "size")
+        at_least_one(self, "limit", null="all images")
+
+
+ConfigStore.instance().store(group="schema/dataset", name="image_folder", node=ImageFolderConfig)

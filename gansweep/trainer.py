@@ -77,8 +77,9 @@ class Run:
         self.dataset = instantiate(cfg.dataset)
         self.evaluator = self.dataset.evaluator or build_evaluator(  # the fid group's
             cfg.get("fid"), data_root=cfg.dataset.get("root", "data"), device=self.device,
-            fetch_data=bool(cfg.dataset.get("fetch", True)))
-        self.evaluator.preflight()  # e.g. Inception weights: fail now, not after training
+            fetch_data=bool(cfg.dataset.get("fetch", True)), dataset=self.dataset)
+        # e.g. LeNet for a dataset not of digits, Inception weights: fail now, not after training
+        self.evaluator.preflight()
         data = self.dataset.load(cfg.seed)
         schema.require(cfg.trainer.batch_size <= len(data), "trainer.batch_size",
                        cfg.trainer.batch_size, f"must be <= the {len(data)} training samples "

@@ -223,7 +223,7 @@ def test_no_value_is_defined_twice_with_two_values():
 
 # what the run passes at build time, beside the config (gansweep.fid.evaluator.build_evaluator,
 # gansweep.loggers.build_logger)
-CONTEXT = {"gansweep.fid.FidEvaluator": {"data_root", "device", "fetch_data"},
+CONTEXT = {"gansweep.fid.FidEvaluator": {"data_root", "device", "fetch_data", "reference"},
            "gansweep.models.DCGAN": {"generator"},  # the run's stream (gansweep.gan.state)
            "gansweep.models.MLPGAN": {"generator"},
            "gansweep.loggers.CsvLogger": {"run_dir", "config"},
@@ -233,8 +233,10 @@ CONTEXT = {"gansweep.fid.FidEvaluator": {"data_root", "device", "fetch_data"},
 
 @pytest.mark.parametrize("overrides", [[], ["+experiment=seed_coulomb_1", "noise=normal"],
                                        ["+experiment=mixture_coulomb"],
-                                       ["logger=many_loggers"], ["fid=inception"]],
-                         ids=["default", "coulomb", "mixture", "loggers", "inception"])
+                                       ["logger=many_loggers"], ["fid=inception"],
+                                       ["dataset=image_folder", "fid=inception"]],
+                         ids=["default", "coulomb", "mixture", "loggers", "inception",
+                              "image_folder"])
 def test_classes_take_every_value_from_the_config(overrides):
     """A class built by ``_target_`` gets each parameter it has a default for from the
     config (or the run's context), so a constructor default that differs from the YAML (as

@@ -19,8 +19,11 @@ class PixelFeatures(FeatureExtractor):
     """The image itself, average-pooled to 7x7 (49 numbers in [-1, 1]): no network, no
     weights. A yardstick that sees only blurred shapes, not what a classifier sees."""
 
+    # shape: the samples it takes (gray 28x28: 49 features); any dataset of that shape, an
+    # image folder's too, is scored against its own reference
     info = ExtractorInfo(name="pixels", dim=49, implementation="my_features.PixelFeatures",
-                         tag="avgpool7x7", weights="none: the pixels are the features")
+                         tag="avgpool7x7", weights="none: the pixels are the features",
+                         shape=(1, 28, 28))
 
     def load(self, device, cache_dir, fetch, precision):
         return torch.nn.Identity().to(device), "no weights"

@@ -1,11 +1,15 @@
-"""Reference statistics and features of real MNIST, and the real-data FID floor, cached.
+"""Reference statistics and features of a dataset's real samples, and the real-data FID
+floor, cached.
 
-Reference statistics (MNIST training images, all or ``limit``) are computed once per
-(extractor + weights, data checksum, limit, device arithmetic) and cached under the cache dir
+The reference is the dataset's own (``gansweep.reference.Reference``: MNIST's training images,
+an image folder's images, ...); a path in its place means MNIST in that idx folder.
+Reference statistics (all samples or the first ``limit``) are computed once per (extractor +
+weights, the samples' content key, limit, device arithmetic) and cached under the cache dir
 (``fid.cache_dir``, default ``$GANSWEEP_CACHE`` or ``~/.cache/gansweep``). Jobs of a sweep
 share it: one computes under a file lock, the others wait and read what it published
 (atomically, fsynced: ``gansweep.artifacts.atomic_write``). The *floor* is the FID of real
-held-out test images (as many as the generated samples) against the same reference.
+held-out samples (as many as the generated samples) against the same reference, for a
+dataset that has held-out samples (MNIST's test set).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from gansweep.artifacts import atomic_write
-from gansweep.data import MNIST_MD5, SPLIT_FILES, load_mnist
+from gansweep.data import MnistReference
 from gansweep.fid.extractors import Extractor, arithmetic, default_cache_dir, load_extractor
 from gansweep.fid.frechet import frechet_distance, metric_name, statistics
+from gansweep.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +41,18 @@ def stats_dir(cache_dir: Path | str | None) -> Path:
     return path
 
 
-def reference_key(extractor: Extractor, limit: int | None, split: str = "train") -> str:
-    """Extractor and weights, data and limit, and where and at what precision the features
-    were computed (TF32 on a GPU or a bf16 Inception give other features than float32)."""
-    checksum = MNIST_MD5[SPLIT_FILES[split][0]]
-    return f"{extractor.name}_{extractor.tag}_{split}-{checksum}_{limit or 'all'}_{arithmetic(extractor)}"
+def as_reference(source: Reference | Path | str, fetch: bool = True) -> Reference:
+    """A dataset's ``Reference`` as it is; a path: MNIST in that idx folder."""
+    return source if isinstance(source, Reference) else MnistReference(source, fetch)
+
+
+def reference_key(extractor: Extractor, limit: int | None, split: str = "train",
+                  reference: Reference | None = None) -> str:
+    """Extractor and weights, the samples (``reference.key``, by content; default MNIST's,
+    ``train-<md5 of its idx file>``) and limit, and where and at what precision the
+    features were computed (TF32 on a GPU or a bf16 Inception give other features)."""
+    data = (reference or MnistReference()).key(split)
+    return f"{extractor.name}_{extractor.tag}_{data}_{limit or 'all'}_{arithmetic(extractor)}"
 
 
 def locked_cache(path: Path, read: Callable[[Path], Any], compute: Callable[[], Any]) -> Any:
@@ -130,25 +142,26 @@ def _read_reference(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray, dict]
     return None
 
 
-def reference_stats(extractor: Extractor, data_root: Path | str, limit: int | None = None,
-                    cache_dir: Path | str | None = None, fetch_data: bool = True,
+def reference_stats(extractor: Extractor, source: Reference | Path | str,
+                    limit: int | None = None, cache_dir: Path | str | None = None,
+                    fetch_data: bool = True,
                     progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(mu, sigma, meta) of the MNIST training images (first ``limit``), cached on disk
-    (``locked_cache``); a corrupt cached file is named in a warning and recomputed."""
-    key = reference_key(extractor, limit)
+    """(mu, sigma, meta) of the reference samples of ``source`` (a dataset's Reference, or
+    an MNIST idx folder; the first ``limit``), cached on disk (``locked_cache``); a corrupt
+    cached file is named in a warning and recomputed. ``meta["data"]`` names the samples."""
+    reference = as_reference(source, fetch_data)
+    key = reference_key(extractor, limit, reference=reference)
     path = stats_dir(cache_dir) / f"ref_{key}.npz"
     return locked_cache(path, lambda p: _read_reference(p, extractor.dim),
-                        lambda: _compute_reference(extractor, data_root, limit, fetch_data,
-                                                   progress, path))
+                        lambda: _compute_reference(extractor, reference, limit, progress, path))
 
 
-def _compute_reference(extractor: Extractor, data_root: Path | str, limit: int | None,
-                       fetch_data: bool, progress: bool,
-                       path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+def _compute_reference(extractor: Extractor, reference: Reference, limit: int | None,
+                       progress: bool, path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Compute and publish reference statistics; the caller holds the cache file's lock."""
-    data = load_mnist(data_root, "train", limit, fetch_data)
-    log.info("computing %s reference statistics of %d MNIST training images -> %s",
-             extractor.name, len(data), path)
+    data = reference.load("train", limit)
+    log.info("computing %s reference statistics of %d %s -> %s",
+             extractor.name, len(data), reference.describe("train"), path)
     t0 = time.perf_counter()
     feats = features_resumable(extractor, data.x, path.with_suffix(".partial.npy"), progress,
                                f"{extractor.name} reference")
@@ -160,14 +173,18 @@ def _compute_reference(extractor: Extractor, data_root: Path | str, limit: int |
     return mu, sigma, meta
 
 
-def reference_features(extractor: Extractor, data_root: Path | str, limit: int | None,
-                       count: int = 10000, seed: int = 0, cache_dir: Path | str | None = None,
-                       fetch_data: bool = True, progress: bool = False) -> np.ndarray:
-    """Features (float32) of ``count`` training images drawn without replacement by
-    ``RandomState(seed)`` from the first ``limit`` (all when None), in draw order (so any
-    prefix is a random subset too). Cached beside the reference statistics, keyed like them
-    (``reference_key``) plus count and seed; KID and PRDC compare against them."""
-    path = stats_dir(cache_dir) / f"ref_{reference_key(extractor, limit)}_features-{count}-seed{seed}.npy"
+def reference_features(extractor: Extractor, source: Reference | Path | str,
+                       limit: int | None, count: int = 10000, seed: int = 0,
+                       cache_dir: Path | str | None = None, fetch_data: bool = True,
+                       progress: bool = False) -> np.ndarray:
+    """Features (float32) of ``count`` reference samples of ``source`` (as in
+    ``reference_stats``) drawn without replacement by ``RandomState(seed)`` from the first
+    ``limit`` (all when None), in draw order (so any prefix is a random subset too). Cached
+    beside the reference statistics, keyed like them (``reference_key``) plus count and
+    seed; KID and PRDC compare against them."""
+    reference = as_reference(source, fetch_data)
+    key = reference_key(extractor, limit, reference=reference)
+    path = stats_dir(cache_dir) / f"ref_{key}_features-{count}-seed{seed}.npy"
 
     def read(p: Path) -> np.ndarray | None:
         try:
@@ -181,7 +198,7 @@ def reference_features(extractor: Extractor, data_root: Path | str, limit: int |
         return None
 
     def compute() -> np.ndarray:
-        data = load_mnist(data_root, "train", limit, fetch_data)
+        data = reference.load("train", limit)
         index = np.random.RandomState(seed).choice(len(data), min(count, len(data)), replace=False)
         log.info("computing %d %s reference features (seed %d) -> %s", len(index),
                  extractor.name, seed, path)
@@ -195,7 +212,7 @@ def reference_features(extractor: Extractor, data_root: Path | str, limit: int |
 
 
 def fid_of_images(extractor: Extractor, images: torch.Tensor, ref: tuple) -> float:
-    """FID of ``images`` ((N, 1, 28, 28) in [-1, 1]) against ``ref`` = (mu, sigma, ...);
+    """FID of ``images`` ((N, C, H, W) in [-1, 1]) against ``ref`` = (mu, sigma, ...);
     NaN when the images (e.g. of a diverged G) give non-finite features."""
     feats = extractor.features(images)
     if not np.isfinite(feats).all():
@@ -219,27 +236,34 @@ def write_json(path: Path, result: dict) -> dict:
 
 
 def floor(extractor: str | Extractor = "lenet", num_samples: int = 3000,
-          ref_limit: int | None = None, data_root: Path | str = "data",
+          ref_limit: int | None = None, source: Reference | Path | str = "data",
           cache_dir: Path | str | None = None, device: torch.device | str = "cpu",
           compute: bool = True, progress: bool = False, precision: str = "fp32") -> dict | None:
-    """FID of the first ``num_samples`` real MNIST *test* images against the reference:
-    the best a generator can hope for at this sample count. Cached; with ``compute=False``
-    returns None unless it is already cached. ``precision`` (as ``fid.precision``) applies
-    when ``extractor`` is given by name."""
+    """FID of the first ``num_samples`` real held-out samples (MNIST's *test* images) of
+    ``source`` (as in ``reference_stats``) against its reference: the best a generator can
+    hope for at this sample count. Cached; with ``compute=False`` returns None unless it is
+    already cached, or when the dataset has no held-out samples. ``precision`` (as
+    ``fid.precision``) applies when ``extractor`` is given by name."""
+    reference = as_reference(source)
+    if "test" not in reference.splits:
+        if not compute:
+            return None
+        raise ValueError(f"dataset {reference.name} has no held-out samples, so no real-data "
+                         "floor; its runs are scored without one")
     if isinstance(extractor, str):
         extractor = load_extractor(extractor, device, cache_dir, precision=precision)
     path = (stats_dir(cache_dir)
-            / f"floor_{reference_key(extractor, num_samples, 'test')}_vs_"
-              f"{reference_key(extractor, ref_limit)}.json")
+            / f"floor_{reference_key(extractor, num_samples, 'test', reference)}_vs_"
+              f"{reference_key(extractor, ref_limit, reference=reference)}.json")
     if not compute:
         return read_json(path) if path.exists() else None
 
     def compute_floor() -> dict:
-        ref = reference_stats(extractor, data_root, ref_limit, cache_dir, progress=progress)
-        test = load_mnist(data_root, "test", num_samples)
+        ref = reference_stats(extractor, reference, ref_limit, cache_dir, progress=progress)
+        test = reference.load("test", num_samples)
         if len(test) < num_samples:
-            raise ValueError(f"num_samples={num_samples}: the MNIST test set has {len(test)} "
-                             "images")
+            raise ValueError(f"num_samples={num_samples}: the {reference.describe('test')} "
+                             f"are {len(test)}")
         value = fid_of_images(extractor, test.x, ref)
         return write_json(path, {
             metric_name(extractor.name): value, "extractor": extractor.name,

@@ -1,9 +1,14 @@
 """The FID-family evaluator: FID, KID, precision/recall and density/coverage of one set of
 samples, on one extractor's features, against one reference; built from the ``fid`` config.
 
-The trainer builds it with ``hydra.utils.instantiate(cfg.fid, data_root=..., device=...)``
-and hands it a generator callable (as clean-fid's ``get_model_features(G, ...)``):
-``sample(n)`` returns n images (n, 1, 28, 28) in [-1, 1]. It never sees the run.
+The trainer builds it with ``hydra.utils.instantiate(cfg.fid, data_root=..., device=...,
+reference=...)`` and hands it a generator callable (as clean-fid's
+``get_model_features(G, ...)``): ``sample(n)`` returns n samples (n, 1, 28, 28 for MNIST) in
+[-1, 1]. It never sees the run. The reference is the run's dataset's own
+(``dataset.reference()``, a ``gansweep.reference.Reference``); without one, MNIST under
+``data_root``. An extractor whose features do not describe the dataset's samples (LeNet, an
+MNIST digit classifier, for anything but digits) is refused before training
+(``check_applies``).
 
 Every metric is named by its extractor (``fid_lenet``, ``kid_lenet``, ``precision_inception``
 ...), never mixed. The samples are drawn once, quantised to 8 bits (``fid.quantize``), their
@@ -11,7 +16,7 @@ features extracted once, and every requested metric (``fid.metrics``) computed o
 
 * FID against the cached mean/covariance of the reference images (``gansweep.fid.cache``);
 * the others against a fixed, seeded subset of ``fid.ref_features`` reference features
-  (drawn from the same first ``fid.ref_limit`` training images, cached beside the
+  (drawn from the same first ``fid.ref_limit`` reference images, cached beside the
   statistics under the same key scheme). KID and PRDC use its first ``fid.num_samples``
   features, i.e. as many reals as fakes (``gansweep.fid.metrics.compute``).
 
@@ -37,10 +42,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from gansweep.data import load_mnist
 from gansweep.fid import cache, metrics, registry
 from gansweep.fid.extractors import DEFAULT_CACHE, Extractor, arithmetic, load_extractor
 from gansweep.fid.frechet import FIDError, frechet_distance, metric_name, quantize, statistics
+from gansweep.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +58,53 @@ def metric_key(metric: str, extractor: str) -> str:
     return f"{metric}_{extractor}"
 
 
+class NotApplicable(ValueError):
+    """The extractor's features do not describe the dataset's samples; the message says why
+    and names the fix."""
+
+
+def check_applies(extractor: str, reference: Reference) -> None:
+    """NotApplicable, in one line with the reason and the fix, when the features of
+    ``extractor`` (a registry name or class path) do not describe ``reference``'s samples:
+    LeNet, a classifier of MNIST digits, would score anything else as if it were digits.
+    ``dataset.domain=digits`` says a dataset's images are digits, which lets LeNet score
+    them (and forces it where they are not)."""
+    if extractor == registry.NONE:
+        return
+    entry = registry.info(extractor)
+    why = registry.mismatch(entry, reference.domain, reference.shape)
+    if why is None:
+        return
+    fixes = [f"fid={name}" for name, other in registry.BUILTIN.items()
+             if registry.mismatch(other, reference.domain, reference.shape) is None]
+    fixes.append("an extractor of your own (examples/extending/my_features.py)")
+    if registry.mismatch(entry, entry.domain, reference.shape) is None:  # only the domain
+        fixes.append(f"dataset.domain={entry.domain} if the images are {entry.domain} (this "
+                     f"forces {entry.name} on them)")
+    raise NotApplicable(f"fid.extractor={extractor} cannot score dataset {reference.name}: "
+                        f"{why}. Fix: {', or '.join(fixes)}; or fid=none")
+
+
+def reference_of(dataset) -> Reference | None:
+    """The FID reference of a built dataset: ``dataset.reference()``; None where the dataset
+    scores itself (its ``evaluator``, as the 2-D mixtures). A dataset class with neither is
+    refused, since scoring it against MNIST would be wrong."""
+    if getattr(dataset, "evaluator", None) is not None:
+        return None
+    if not callable(getattr(dataset, "reference", None)):
+        raise NotApplicable(
+            f"dataset {getattr(dataset, 'name', type(dataset).__name__)} "
+            f"({type(dataset).__module__}.{type(dataset).__qualname__}) has no reference(), "
+            "the real samples its FID compares against. Fix: give the class a reference() "
+            "returning a gansweep.reference.Reference (docs/evaluation.md, \"Your own "
+            "dataset\"), or fid=none")
+    return dataset.reference()
+
+
 class FidEvaluator:
-    """``fid.*`` settings (conf/fid/*.yaml, schema.FidConfig) plus where the data is and the
-    device. ``extractor="none"`` gives a disabled evaluator: nothing due, no metrics."""
+    """``fid.*`` settings (conf/fid/*.yaml, schema.FidConfig) plus the dataset's reference
+    (None: MNIST under ``data_root``) and the device. ``extractor="none"`` gives a disabled
+    evaluator: nothing due, no metrics."""
 
     # what the trainer's generator callable draws: G in chunks of 500 on noise seeded by the
     # run's seed + 2 (another stream than the final grid's seed + 1)
@@ -69,7 +118,8 @@ class FidEvaluator:
                  ref_seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000,
                  pr_k: int = 3, dc_k: int = 5, best_metric: str = "fid", objective: str = "fid",
                  precision: str = "fp32", *, data_root: Path | str = "data",
-                 device: torch.device | str = "cpu", fetch_data: bool = True):
+                 device: torch.device | str = "cpu", fetch_data: bool = True,
+                 reference: Reference | None = None):
         self.extractor_id = str(extractor)  # a registry name or a class path
         # the metrics' suffix (fid_<name>): the entry's name, also for a class path
         self.extractor_name = (registry.info(self.extractor_id).name
@@ -89,6 +139,8 @@ class FidEvaluator:
                          "pr_k": pr_k, "dc_k": dc_k}
         self.best_metric, self.objective_metric = str(best_metric or "fid"), str(objective or "fid")
         self.data_root, self.device, self.fetch_data = data_root, torch.device(device), fetch_data
+        self.reference = cache.as_reference(data_root if reference is None else reference,
+                                            fetch_data)
 
     # ------------------------------------------------------------------ what the trainer asks
     @property
@@ -114,9 +166,11 @@ class FidEvaluator:
         return float(value) if lower else -float(value)
 
     def preflight(self) -> None:
-        """Checks made before training: the extractor's weights exist (fetched when
-        ``fid.fetch``) and match their checksum, so a run cannot fail on them after hours."""
+        """Checks made before training: the extractor applies to the dataset
+        (``check_applies``), its weights exist (fetched when ``fid.fetch``) and match their
+        checksum, so a run cannot fail on them after hours."""
         if self.enabled:
+            check_applies(self.extractor_id, self.reference)
             registry.implementation(self.extractor_id)().preflight(
                 Path(self.cache_dir).expanduser(), self.fetch)
 
@@ -194,11 +248,11 @@ class FidEvaluator:
         names, name, s = self.metrics, self.extractor_name, self.settings
         t0 = time.perf_counter()
         extractor = self.extractor()
-        ref = cache.reference_stats(extractor, self.data_root, self.ref_limit, self.cache_dir,
+        ref = cache.reference_stats(extractor, self.reference, self.ref_limit, self.cache_dir,
                                     self.fetch_data, progress=False)
         ref_feats = None
         if any(n != "fid" and n not in metrics.CLASS_METRICS for n in names):
-            ref_feats = cache.reference_features(extractor, self.data_root, self.ref_limit,
+            ref_feats = cache.reference_features(extractor, self.reference, self.ref_limit,
                                                  s["ref_features"], s["ref_seed"],
                                                  self.cache_dir, self.fetch_data)
         t_sample = time.perf_counter()
@@ -217,7 +271,7 @@ class FidEvaluator:
             "extractor": name, "weights": extractor.tag, "metrics": names,
             "arithmetic": arithmetic(extractor),
             "num_samples": self.num_samples, "ref_limit": self.ref_limit,
-            "ref_count": ref[2]["count"],
+            "ref_count": ref[2]["count"], "ref_data": ref[2]["data"],
             **({"ref_features": len(ref_feats)} if ref_feats is not None else {}),
             **details, "seconds": seconds}}
 
@@ -259,24 +313,30 @@ class FidEvaluator:
 
     # ------------------------------------------------------------------ floors
     def metric_floor(self, compute: bool = True) -> dict | None:
-        """Every requested metric of the first ``fid.num_samples`` real MNIST *test* images
-        against the same reference: what a perfect generator would score at this sample
-        count (FID's and KID's floor; precision/recall/density/coverage's ceiling). Cached;
-        with ``compute=False`` None unless cached."""
+        """Every requested metric of the first ``fid.num_samples`` real held-out samples
+        (MNIST's *test* images) against the same reference: what a perfect generator would
+        score at this sample count (FID's and KID's floor; precision/recall/density/
+        coverage's ceiling). Cached; with ``compute=False`` None unless cached. None for a
+        dataset without held-out samples (an image folder)."""
+        reference = self.reference
+        if "test" not in reference.splits:
+            return None
         extractor = self.extractor()
         settings = json.dumps({"metrics": self.metrics, **self.settings}, sort_keys=True)
         digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
+        test_key = cache.reference_key(extractor, self.num_samples, "test", reference)
         path = (cache.stats_dir(self.cache_dir)
-                / f"floor-metrics_{cache.reference_key(extractor, self.num_samples, 'test')}_vs_"
-                  f"{cache.reference_key(extractor, self.ref_limit)}_{digest}.json")
+                / f"floor-metrics_{test_key}_vs_"
+                  f"{cache.reference_key(extractor, self.ref_limit, reference=reference)}_"
+                  f"{digest}.json")
         if not compute:
             return cache.read_json(path) if path.exists() else None
 
         def compute_floor() -> dict:
-            test = load_mnist(self.data_root, "test", self.num_samples)
+            test = reference.load("test", self.num_samples)
             if len(test) < self.num_samples:
-                raise ValueError(f"fid.num_samples={self.num_samples}: the MNIST test set has "
-                                 f"{len(test)} images")
+                raise ValueError(f"fid.num_samples={self.num_samples}: the "
+                                 f"{reference.describe('test')} are {len(test)}")
             result = self.evaluate(lambda n: test.x[:n], quantized=False)
             result["details"]["settings"] = json.loads(settings)
             return cache.write_json(path, result)
@@ -284,10 +344,12 @@ class FidEvaluator:
         return cache.locked_cache(path, cache.read_json, compute_floor)
 
     def _floors(self, compute: bool) -> tuple[dict | None, dict | None]:
+        if "test" not in self.reference.splits:  # no held-out samples: no floors
+            return None, None
         fid_floor = None
         if "fid" in self.metrics or compute:
             fid_floor = cache.floor(self.extractor(), self.num_samples, self.ref_limit,
-                                    self.data_root, self.cache_dir, self.device, compute=compute)
+                                    self.reference, self.cache_dir, self.device, compute=compute)
         return fid_floor, self.metric_floor(compute)
 
     def _floor_entries(self, details: dict) -> dict:
@@ -302,21 +364,25 @@ class FidEvaluator:
         return out
 
 
-def build_evaluator(fid_cfg, **context):
+def build_evaluator(fid_cfg, dataset=None, **context):
     """The evaluator the ``fid`` config names (``hydra.utils.instantiate(fid_cfg, **context)``;
-    ``context``: ``data_root``, ``device``, ``fetch_data``); a disabled one when the config
-    has no ``fid`` group."""
+    ``context``: ``data_root``, ``device``, ``fetch_data``), scoring against ``dataset``'s
+    reference (``reference_of``; no dataset: MNIST under ``data_root``); a disabled one when
+    the config has no ``fid`` group."""
     if fid_cfg is None:
         return FidEvaluator(extractor=registry.NONE, **context)
+    if dataset is not None and str(fid_cfg.get("extractor", registry.NONE)) != registry.NONE:
+        context["reference"] = reference_of(dataset)
     if "_target_" not in fid_cfg:  # a config saved before the group named its class
         fid_cfg = OmegaConf.merge({"_target_": "gansweep.fid.FidEvaluator"}, fid_cfg)
     return instantiate(fid_cfg, **context)
 
 
-def preflight(fid_cfg) -> None:
+def preflight(fid_cfg, reference: Reference | None = None) -> None:
     """``FidEvaluator.preflight`` from a ``fid`` config, before a device is chosen (the
-    sweep launcher's check): the extractor's weights exist and are verified."""
+    sweep launcher's check): the extractor applies to ``reference`` (the dataset's; None:
+    MNIST) and its weights exist and are verified."""
     if fid_cfg is None or str(fid_cfg.extractor) == registry.NONE:
         return
     FidEvaluator(extractor=str(fid_cfg.extractor), cache_dir=fid_cfg.cache_dir,
-                 fetch=fid_cfg.fetch).preflight()
+                 fetch=fid_cfg.fetch, reference=reference).preflight()

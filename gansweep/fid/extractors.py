@@ -42,7 +42,8 @@ class FeatureExtractor:
         raise NotImplementedError
 
     def features(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """Features of a batch of images (N, 1, 28, 28) in [-1, 1] (preprocessing included)."""
+        """Features of a batch of images (N, 1, 28, 28) in [-1, 1] (preprocessing included);
+        of another shape where the entry's ``shape`` says (None: any image)."""
         raise NotImplementedError
 
     # a classifier also offers classify(model, features) -> class probabilities (N, classes),

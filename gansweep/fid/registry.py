@@ -33,6 +33,12 @@ class ExtractorInfo:
     sha256: str | None = None  # of the weights file, checked on every load
     published: bool = False  # its FID is the field's: the table ranks by it first
     classes: int | None = None  # a classifier's classes: fid.metrics confident, digits
+    # the samples its features describe: a dataset of another kind is refused
+    # (gansweep.fid.evaluator.check_applies); None: any. ``domain``: what they are (a
+    # gansweep.reference.Reference's domain, e.g. "digits"); ``shape``: one sample's shape
+    # (None: any image, channels x height x width)
+    domain: str | None = None
+    shape: tuple[int, ...] | None = None
 
     def default_batch(self, device_type: str) -> int:
         return self.batch.get(device_type, self.batch["cpu"])
@@ -54,7 +60,7 @@ BUILTIN = {
     "lenet": ExtractorInfo(
         name="lenet", dim=128, tag="lenet-86cb2bad79a4",
         implementation="gansweep.fid.lenet.LeNetFeatures",
-        classes=10,
+        classes=10, domain="digits", shape=(1, 28, 28),  # an MNIST digit classifier
         weights="gansweep/fid/assets/lenet_mnist.pt, shipped (trained by gansweep-lenet train)",
         sha256="86cb2bad79a4714ecd3747caac325697954c9be568102e1df937fb9e57d253f8"),
 }
@@ -88,6 +94,24 @@ def implementation(name: str) -> type:
 def info(name: str) -> ExtractorInfo:
     """The entry of a built-in name (no import) or of a class given by its dotted path."""
     return BUILTIN[name] if name in BUILTIN else implementation(name).info
+
+
+def mismatch(entry: ExtractorInfo, domain: str | None,
+             shape: tuple[int, ...] | None) -> str | None:
+    """Why ``entry``'s features do not describe samples of ``domain`` and ``shape`` (a
+    dataset's reference), or None when they apply."""
+    shown = "x".join(map(str, shape)) if shape is not None else ""
+    if shape is not None and entry.shape is not None and tuple(shape) != tuple(entry.shape):
+        return (f"{entry.name} takes samples of shape {'x'.join(map(str, entry.shape))}, and "
+                f"the dataset's are {shown}")
+    if shape is not None and entry.shape is None and len(shape) != 3:
+        return (f"{entry.name} takes images (channels x height x width), and the dataset's "
+                f"samples have shape {shown}")
+    if entry.domain is not None and domain != entry.domain:
+        return (f"{entry.name}'s features describe {entry.domain} only (what its network was "
+                f"trained on), and the dataset does not say its samples are {entry.domain} "
+                f"(dataset.domain={'null' if domain is None else domain})")
+    return None
 
 
 def published_first(extractors: list[str]) -> list[str]:

@@ -83,6 +83,21 @@ def build_gan(model_cfg: DictConfig, generator: torch.Generator):
     return gan
 
 
+def check_shape(gan, data: torch.Tensor, cfg: DictConfig) -> None:
+    """ValueError, in one line with the fix, where the model says what shape its samples
+    have (``GAN.sample_shape``) and the dataset's are of another."""
+    want = getattr(gan, "sample_shape", None)
+    have = tuple(data.shape[1:])
+    if want is None or have == tuple(want):
+        return
+    shown = ["x".join(map(str, shape)) for shape in (have, want)]
+    raise ValueError(
+        f"dataset {cfg.dataset.get('name')} has samples of shape {shown[0]}, and model "
+        f"{cfg.model.get('name', cfg.model.get('_target_'))} makes and takes {shown[1]}. Fix: "
+        "a dataset of that shape (dataset=image_folder: dataset.channels and dataset.size), "
+        "or a model for this one")
+
+
 class RunState:
     """One run's training state as a value: build it from a config, step it, save and load it.
 
@@ -96,6 +111,7 @@ class RunState:
         self.streams = Streams.seeded(int(cfg.seed), device)
         self.data = data.to(device)
         gan = build_gan(cfg.model, self.streams.model)
+        check_shape(gan, data, cfg)
         self.g, self.d, self.latent_dim = (gan.generator.to(device),
                                            gan.discriminator.to(device), gan.latent_dim)
         use_generator(self.g, self.streams.dropout)
