@@ -15,10 +15,13 @@ from typing import Any
 
 
 def _summary(job: Path) -> dict:
+    """The job's summary.json, or {} where there is none or it is not an object (the table
+    names a malformed one: gansweep.report.table)."""
     try:
-        return json.loads((job / "summary.json").read_text())
+        summary = json.loads((job / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def distinct_runs(jobs: list[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]:

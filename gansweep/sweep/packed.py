@@ -118,7 +118,7 @@ class _Prepared:
 def _prepare(cfg: DictConfig):
     """The task ``run_job`` runs for each job: prepare it (``gansweep.train.prepare_job``),
     train nothing. A job refused at the check returns its final value instead."""
-    from gansweep import train
+    from gansweep import train  # torch: this module is imported by Hydra's plugin scan
 
     out_dir = train.prepare_job(cfg)
     return _Prepared(cfg, out_dir) if isinstance(out_dir, Path) else out_dir
@@ -146,8 +146,9 @@ class PackedLauncherBase(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from gansweep import train  # torch: only when jobs are launched (it also guards
-        # hydra_utils.run_job against a job dir taken by a file: called through the module)
+        # torch: only when jobs are launched, not at Hydra's plugin scan (gansweep.train also
+        # guards hydra_utils.run_job against a job dir taken by a file)
+        from gansweep import train
         from gansweep.packed.driver import train_group
 
         setup_globals()
