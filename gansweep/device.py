@@ -107,6 +107,19 @@ def configure_backends(device: torch.device, tf32: bool = False,
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
 
 
+def configure_process(cfg) -> torch.device:
+    """The process-wide settings runs depend on, set once per process by whoever drives the
+    runs (``gansweep.runs.trainer.run``, the packed launcher), never by a run: torch's thread
+    count (when ``trainer.threads`` names one), TF32 and deterministic kernels, the current
+    CUDA device. ``cfg``: a checked run config. Returns the device."""
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    device = resolve_device(str(cfg.trainer.device))
+    configure_backends(device, cfg.trainer.tf32, cfg.trainer.deterministic)
+    select(device)
+    return device
+
+
 def precision(device: torch.device | str) -> str:
     """The float32 arithmetic a device runs right now: ``tf32`` on CUDA when TF32 is allowed
     for matmuls or convolutions, else ``float32``. Part of FID cache keys and summaries."""

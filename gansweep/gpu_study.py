@@ -204,8 +204,8 @@ def draw_levels(job: Path, summary: dict, device_name: str | None):
     from gansweep.device import configure_backends, isolated_rng, resolve_device
     from gansweep.fid.evaluator import FidEvaluator, build_evaluator
     from gansweep.fid.frechet import quantize
-    from gansweep.noise import sample_generator
-    from gansweep.rescore import generator_of
+    from gansweep.gan.noise import sample_generator
+    from gansweep.runs.rescore import generator_of
 
     cfg = OmegaConf.create(summary["config"])
     device = resolve_device(device_name or str(summary.get("device") or cfg.trainer.device))
@@ -324,7 +324,7 @@ def score(args) -> int:
     from gansweep.device import configure_backends, isolated_rng, resolve_device
     from gansweep.fid.frechet import quantize
     from gansweep.report.aggregate import aggregate
-    from gansweep.rescore import compose_fid, eval_settings, settings_hash
+    from gansweep.runs.rescore import compose_fid, eval_settings, settings_hash
 
     returned = Path(args.returned)
     manifest = json.loads((returned / "manifest.json").read_text())

@@ -2,7 +2,7 @@
 checked against these dataclasses: types, allowed choices and unknown keys when Hydra composes
 the config, value ranges in each dataclass's ``check`` when ``check`` turns the
 config into objects (``OmegaConf.to_object``), once before a job trains. Only checks that
-need run-time data (the dataset's size) are made elsewhere (gansweep.trainer).
+need run-time data (the dataset's size) are made elsewhere (gansweep.runs.trainer).
 
 The schemas type and check; they hold no values. Every value lives in one place, the YAML
 under conf/ (tests/test_config.py fails on a value defined twice). Each config-group option's
@@ -29,7 +29,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from gansweep.device import check_device_name
 from gansweep.fid import registry
 from gansweep.fid.metrics import CLASS_METRICS, METRICS
-from gansweep.mixtures import ModeMetrics
+from gansweep.data.mixtures import ModeMetrics
 
 MAX_SEED = 2**32 - 3
 
@@ -125,7 +125,7 @@ class BNAxis(Choice):
 
 class MovingVar(Choice):
     """The factor the batch variance carries into BatchNorm's moving variance
-    (gansweep.models.MOVING_VAR_RULES; docs/fidelity.md)."""
+    (gansweep.gan.models.MOVING_VAR_RULES; docs/fidelity.md)."""
 
     biased = "biased"  # 1
     unbiased = "unbiased"  # n/(n-1): TF's fused batch norm (4-D inputs, Keras >= 2.1.3)
@@ -325,9 +325,9 @@ class MixtureConfig(Checked):
     std: float = MISSING
     num_samples: int = MISSING  # generated points scored at the end
     min_per_mode: int = MISSING  # high-quality points a mode needs to count as covered
-    objective: str = MISSING  # gansweep.mixtures.ModeMetrics.OBJECTIVES
-    visualizer: Any = MISSING  # null: gansweep.mixtures.Scatter
-    evaluator: Any = MISSING  # null: gansweep.mixtures.ModeMetrics
+    objective: str = MISSING  # gansweep.data.mixtures.ModeMetrics.OBJECTIVES
+    visualizer: Any = MISSING  # null: gansweep.data.mixtures.Scatter
+    evaluator: Any = MISSING  # null: gansweep.data.mixtures.ModeMetrics
 
     def check(self) -> None:
         at_least_one(self, "size", "modes", "num_samples", "min_per_mode")
@@ -596,7 +596,7 @@ def _failing_node(node: DictConfig, path: str) -> str | None:
 
 
 # Every str enum above: checkpoints written before configs were stored as plain strings hold
-# them, and gansweep.checkpoint.load allows exactly these classes to be rebuilt.
+# them, and gansweep.runs.checkpoint.load allows exactly these classes to be rebuilt.
 CHOICES = tuple(kind for kind in list(globals().values())
                 if isinstance(kind, type) and issubclass(kind, Choice) and kind is not Choice)
 
@@ -633,7 +633,7 @@ register()
 # ----------------------------------------------------------------------------- image folder
 @dataclass
 class ImageFolderConfig(Checked):
-    """``dataset=image_folder`` (gansweep.image_folder.ImageFolder)."""
+    """``dataset=image_folder`` (gansweep.data.image_folder.ImageFolder)."""
 
     _target_: str = MISSING
     name: str = MISSING
@@ -641,7 +641,7 @@ class ImageFolderConfig(Checked):
     channels: int = MISSING
     size: int = MISSING
     limit: Optional[int] = MISSING
-    domain: Optional[str] = MISSING  # "digits": fid=lenet applies (gansweep.reference)
+    domain: Optional[str] = MISSING  # "digits": fid=lenet applies (gansweep.data.reference)
     visualizer: Any = MISSING  # null: an image grid (gansweep.pictures.ImageGrid)
     evaluator: Any = MISSING  # null: the `fid` group's evaluator
 

@@ -33,7 +33,8 @@ def _die() -> None:
 
 def arm(point: str) -> None:
     """Patch the trainer so that this process kills itself at ``point``."""
-    from gansweep import artifacts, trainer
+    from gansweep import artifacts
+    from gansweep.runs import trainer
 
     kind, _, number = point.partition(":")
     if kind == "final":

@@ -114,7 +114,7 @@ def test_submitit_local_launcher_path(mnist_root, tmp_path):
 @pytest.mark.slow
 def test_tensorboard_logger_writes_events(tiny_overrides, tmp_path):
     pytest.importorskip("tensorboard")
-    from gansweep.trainer import run
+    from gansweep.runs.trainer import run
     run(compose_config([*tiny_overrides, "logger=tensorboard"]), tmp_path)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 

@@ -10,7 +10,7 @@ from omegaconf.errors import ValidationError
 from tests.helpers import compose_config
 from gansweep.schema import ConfigError, check
 from gansweep.report.studies import keras2018
-from gansweep.trainer import Run
+from gansweep.runs.trainer import Run
 
 SEED_TABLE = {
     # name: (gan_type, D lr, D decay, G lr, G decay, eps0, seed FID)
@@ -222,7 +222,7 @@ def test_no_value_is_defined_twice_with_two_values():
 
 
 # what the run passes at build time, beside the config (gansweep.fid.evaluator.build_evaluator,
-# gansweep.loggers.build_logger)
+# gansweep.runs.loggers.build_logger)
 CONTEXT = {"gansweep.fid.FidEvaluator": {"data_root", "device", "fetch_data", "reference"},
            "gansweep.models.DCGAN": {"generator"},  # the run's stream (gansweep.gan.state)
            "gansweep.models.MLPGAN": {"generator"},

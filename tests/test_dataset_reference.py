@@ -20,8 +20,8 @@ from gansweep.fid.evaluator import FidEvaluator, NotApplicable, build_evaluator,
 from gansweep.fid.extractors import FeatureExtractor, load_extractor
 from gansweep.fid.frechet import frechet_distance, statistics
 from gansweep.fid.registry import ExtractorInfo
-from gansweep.image_folder import ImageFolder, content_hash
-from gansweep.mixtures import MixtureDataset
+from gansweep.data.image_folder import ImageFolder, content_hash
+from gansweep.data.mixtures import MixtureDataset
 from gansweep.pictures import save_grid
 from tests.helpers import REPO, compose_config
 
@@ -151,7 +151,7 @@ def test_lenet_is_refused_for_a_dataset_not_of_digits_with_the_reason_and_the_fi
 
 
 def test_a_launch_on_a_folder_with_lenet_is_refused_before_any_training(tmp_path):
-    from gansweep.preflight import Preflight
+    from gansweep.runs.preflight import Preflight
 
     write_pngs(tmp_path / "pngs", 2)
     config = compose_config(["dataset=image_folder", f"dataset.path={tmp_path / 'pngs'}"])
@@ -166,7 +166,7 @@ def test_a_launch_on_a_folder_with_lenet_is_refused_before_any_training(tmp_path
 
 
 def test_a_model_refuses_a_dataset_of_another_shape(tmp_path):
-    from gansweep.trainer import Run
+    from gansweep.runs.trainer import Run
 
     write_pngs(tmp_path / "pngs", 40)
     cfg = compose_config(["dataset=image_folder", f"dataset.path={tmp_path / 'pngs'}",
@@ -245,7 +245,7 @@ def test_an_image_folder_trains_and_is_scored_against_its_own_reference(tmp_path
     shown = (sweep_dir / "table.md").read_text()
     assert "image_folder" in shown and "fid_pixels" in shown
 
-    from gansweep import rescore
+    from gansweep.runs import rescore
 
     monkeypatch.setenv("GANSWEEP_CACHE", str(cache))
     fid_cfg = rescore.compose_fid(["fid.extractor=my_features.PixelFeatures",

@@ -15,13 +15,15 @@ from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.helpers import compose_config
-from gansweep import checkpoint, device, step
+from gansweep import device
+from gansweep.runs import checkpoint
+from gansweep.gan import step
 from gansweep.fid import cache as fid_cache, extractors as fid_extractors
-from gansweep.step import train_step
+from gansweep.gan.step import train_step
 from gansweep.train import launcher_device
-from gansweep.checkpoint import ResumeError
-from gansweep.signals import Interrupted
-from gansweep.trainer import Run, configure_process
+from gansweep.runs.checkpoint import ResumeError
+from gansweep.runs.signals import Interrupted
+from gansweep.runs.trainer import Run, configure_process
 from gansweep.schema import ConfigError, check
 
 GANS = {"standard": ["+experiment=seed_standard"], "coulomb": ["+experiment=seed_coulomb_1"]}

@@ -16,7 +16,8 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from gansweep import artifacts, preflight
+from gansweep import artifacts
+from gansweep.runs import preflight
 from tests.helpers import compose_config
 
 

@@ -211,7 +211,7 @@ DOTTED = re.compile(r"(?<![\w.])gansweep(?:\.[A-Za-z_]\w*)+")
 
 def resolves(name: str) -> bool:
     """`name` imports as a module, or is an attribute reachable from the longest module
-    prefix of it that imports (gansweep.fid.FidEvaluator, gansweep.trainer.Run.train)."""
+    prefix of it that imports (gansweep.fid.FidEvaluator, gansweep.runs.trainer.Run.train)."""
     parts = name.split(".")
     for cut in range(len(parts), 0, -1):
         module_name = ".".join(parts[:cut])
@@ -234,9 +234,9 @@ def names_that_are_not_python() -> set[str]:
     and the MLflow tags gansweep sets (``gansweep.sweep_dir``), each found where it is made."""
     from omegaconf import OmegaConf
 
-    import gansweep.dirs  # noqa: F401 - registers the resolvers
+    import gansweep.runs.dirs  # noqa: F401 - registers the resolvers
 
-    tags = set(re.findall(r"""["'](gansweep\.\w+)["']""", (REPO / "gansweep/mlflow_logger.py").read_text()))
+    tags = set(re.findall(r"""["'](gansweep\.\w+)["']""", (REPO / "gansweep/runs/mlflow_logger.py").read_text()))
     candidates = {m.group(0) for path in pointer_files(".py", ".yaml", ".md")
                   for m in DOTTED.finditer(path.read_text())}
     return tags | {name for name in candidates if OmegaConf.has_resolver(name)}

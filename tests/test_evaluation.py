@@ -12,11 +12,12 @@ import pytest
 import torch
 from tests.helpers import compose_config
 
-from gansweep import artifacts, trainer
+from gansweep import artifacts
+from gansweep.runs import trainer
 from gansweep.fid import cache as fid_cache, extractors as fid_extractors, metrics as fid_metrics
-from gansweep import step as step_module
+from gansweep.gan import step as step_module
 from gansweep.fid.evaluator import FidEvaluator, build_evaluator
-from gansweep.trainer import Run, run
+from gansweep.runs.trainer import Run, run
 from gansweep.schema import ConfigError
 
 KEYS = ["fid_lenet", "kid_lenet", "precision_lenet", "recall_lenet", "density_lenet",

@@ -1,4 +1,4 @@
-"""Budget extension (gansweep.extend): a job asked for more epochs than a finished run of the
+"""Budget extension (gansweep.runs.extend): a job asked for more epochs than a finished run of the
 same configuration beside it continues that run, and ends exactly where a run trained at the
 larger budget from the start ends; a setting that ties a schedule to the budget is never
 extended; runs written by the previous release extend too."""
@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gansweep import extend
-from gansweep.checkpoint import ResumeError
-from gansweep.trainer import run
+from gansweep.runs import extend
+from gansweep.runs.checkpoint import ResumeError
+from gansweep.runs.trainer import run
 from tests.helpers import compose_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "previous_release" / "ring8_2ep"
@@ -113,7 +113,7 @@ def test_a_donor_whose_earlier_best_g_is_gone_is_not_used(tiny_overrides, tmp_pa
     """Evaluations every 2 epochs, a 3-epoch donor: its final evaluation (not one a 5-epoch
     run makes) may have replaced the G of its epoch-2 best in best.pt. When it did, the donor
     is passed over (and refused by name), since the longer run's best.pt could not be made."""
-    from gansweep import extend
+    from gansweep.runs import extend
 
     sweep = tmp_path / "sweep"
     donor = run(compose_config(_overrides(tiny_overrides, 3, "2")), sweep / "a")
@@ -129,7 +129,7 @@ def test_a_donor_whose_earlier_best_g_is_gone_is_not_used(tiny_overrides, tmp_pa
 def test_a_job_killed_while_adopting_adopts_again(tmp_path):
     """The record is written first and marked complete last: a dir whose adoption a kill
     interrupted (here: a record marked incomplete and a stray link) is adopted again."""
-    from gansweep import extend
+    from gansweep.runs import extend
 
     sweep = tmp_path / "sweep"
     shutil.copytree(FIXTURE, sweep / "old")

@@ -14,16 +14,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gansweep import onednn
+from gansweep.gan import onednn
 from gansweep.bench import cli as bench_cli
 from gansweep.data import load_mnist
-from gansweep.kernels import (PlummerKernel, plummer_potential, plummer_potential_mm,
+from gansweep.gan.kernels import (PlummerKernel, plummer_potential, plummer_potential_mm,
                               squared_distances, squared_distances_mm)
-from gansweep.models import (_FOLD, Discriminator, FastDiscriminator, FastGenerator, Generator,
+from gansweep.gan.models import (_FOLD, Discriminator, FastDiscriminator, FastGenerator, Generator,
                              SameConv2d, build_models, fold_upsample_conv_weight, keras_init_,
                              upsample_conv)
-from gansweep.step import train_step
-from gansweep.trainer import Run
+from gansweep.gan.step import train_step
+from gansweep.runs.trainer import Run
 
 from tests.helpers import compose_config
 

@@ -15,7 +15,7 @@ from scipy import linalg
 from gansweep.fid import cache as fid_cache, cli as fid_cli, extractors as fid_extractors
 from gansweep.fid import frechet, inception, lenet
 from gansweep.data import load_mnist
-from gansweep.trainer import run
+from gansweep.runs.trainer import run
 from gansweep.schema import ConfigError
 from tests.helpers import compose_config
 

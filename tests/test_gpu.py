@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from gansweep import step
-from gansweep.models import FastDiscriminator, FastGenerator
-from gansweep.signals import Interrupted
-from gansweep.step import train_step
-from gansweep.trainer import Run
+from gansweep.gan import step
+from gansweep.gan.models import FastDiscriminator, FastGenerator
+from gansweep.runs.signals import Interrupted
+from gansweep.gan.step import train_step
+from gansweep.runs.trainer import Run
 from tests.helpers import compose_config
 
 pytestmark = pytest.mark.gpu
@@ -29,7 +29,7 @@ def test_a_cuda_step_never_synchronises(tiny_overrides, tmp_path, impl):
     """torch's sync debug mode raises on any device->host synchronisation in the step, for
     either implementation of G and D. The potential is the matrix-product one in both cases
     (``kernel.impl`` would follow ``model.impl``): the reference potential's boolean-mask
-    indexing synchronises by design (``gansweep.kernels.plummer_potential``)."""
+    indexing synchronises by design (``gansweep.gan.kernels.plummer_potential``)."""
     r = Run(_on_cuda([*tiny_overrides, *COULOMB, f"model.impl={impl}", "kernel.impl=fast"]),
             tmp_path)
     assert isinstance(r.g, FastGenerator) == (impl == "fast")

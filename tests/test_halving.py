@@ -1,4 +1,4 @@
-"""Successive halving (``hydra/sweeper=halving``, gansweep.halving): the budget ladder, the
+"""Successive halving (``hydra/sweeper=halving``, gansweep.sweep.halving): the budget ladder, the
 ranking and promotion on a toy grid with a deterministic objective, a relaunch after a kill
 mid-rung, a real sweep whose promoted runs extend their shorter runs, and bad input refused
 before anything trains."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gansweep import halving
+from gansweep.sweep import halving
 from gansweep.report import halving as report
 from tests.helpers import CHEAP_FID, ON_TEST_DEVICE, REPO
 

@@ -87,8 +87,41 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycles_even_through_function_level_imports():
     edges = graph()
-    assert "gansweep.fid.evaluator" in edges["gansweep.trainer"]  # the graph sees imports
+    assert "gansweep.fid.evaluator" in edges["gansweep.runs.trainer"]  # the graph sees imports
     assert not cycles(edges), cycles(edges)
+
+
+# the package's layers, lowest first (gansweep/__init__.py): a module imports only from its own
+# layer or lower ones, counting imports inside functions
+LAYERS = (("gansweep", "gansweep.artifacts", "gansweep.device", "gansweep.identity",
+           "gansweep.pictures"),
+          ("gansweep.gan",), ("gansweep.data",), ("gansweep.fid",), ("gansweep.schema",),
+          ("gansweep.report",), ("gansweep.runs",), ("gansweep.packed",), ("gansweep.sweep",),
+          ("gansweep.bench", "gansweep.train", "gansweep.gpu_study"))
+
+
+def layer(module: str) -> int:
+    """The index in LAYERS of the longest prefix naming ``module``'s package or itself."""
+    best = None
+    for rank, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and name != "gansweep" \
+                    or module == name:
+                if best is None or len(name) > best[1]:
+                    best = (rank, len(name))
+    assert best is not None, f"{module} is in no layer of LAYERS: add it"
+    return best[0]
+
+
+def test_no_module_imports_from_a_higher_layer():
+    upward = [f"{source} -> {target}" for source, targets in graph().items()
+              for target in targets if layer(target) > layer(source)]
+    assert not upward, "imports from a higher layer:\n" + "\n".join(sorted(upward))
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer("gansweep.gan.models") < layer("gansweep.runs.trainer")
+    assert layer("gansweep.artifacts") == 0 and layer("gansweep.train") == len(LAYERS) - 1
 
 
 def test_artifacts_is_a_leaf():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import compose_config, sweep
-from gansweep.loggers import CsvLogger, Logger, LoggerGroup, build_logger
+from gansweep.runs.loggers import CsvLogger, Logger, LoggerGroup, build_logger
 
 
 def need_mlflow():
@@ -84,7 +84,7 @@ def test_logger_config_errors_name_the_key(tmp_path):
 
 @pytest.mark.slow
 def test_a_users_own_logger_sees_the_run(tiny_overrides, tmp_path):
-    from gansweep.trainer import run
+    from gansweep.runs.trainer import run
 
     target = f"{Recorder.__module__}.Recorder"
     run(compose_config([*tiny_overrides, f"+logger.mine._target_={target}",
@@ -114,7 +114,7 @@ def test_a_users_own_logger_yaml_composes_with_the_shipped_ones(tmp_path):
 
 @pytest.mark.slow
 def test_csv_logger_writes_the_metrics_rows(tiny_overrides, tmp_path):
-    from gansweep.trainer import run
+    from gansweep.runs.trainer import run
 
     run(compose_config([*tiny_overrides, "logger=csv"]), tmp_path)
     with (tmp_path / "metrics.csv").open(newline="") as f:
@@ -144,7 +144,7 @@ def test_csv_logger_resume_and_new_columns(tmp_path):
 
 # ---------------------------------------------------------------------------- MLflow
 def mlflow_logger(run_dir: Path, db: Path, **extra):
-    from gansweep.mlflow_logger import MlflowLogger
+    from gansweep.runs.mlflow_logger import MlflowLogger
 
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {"model": {"name": "dcgan", "bn_axis": "keras"}, "optimizer": {"d": {"lr": 2e-4}},

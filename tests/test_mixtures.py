@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tests.helpers import compose_config
-from gansweep.kernels import plummer
-from gansweep.mixtures import grid, mode_metrics, potential_field, ring
-from gansweep.trainer import run
+from gansweep.gan.kernels import plummer
+from gansweep.data.mixtures import grid, mode_metrics, potential_field, ring
+from gansweep.runs.trainer import run
 
 
 def test_ring8_and_grid25_geometry():

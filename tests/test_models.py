@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import compose_config
-from gansweep.models import (Discriminator, Generator, KerasBatchNorm, SameConv2d, moving_variance_factor,
+from gansweep.gan.models import (Discriminator, Generator, KerasBatchNorm, SameConv2d, moving_variance_factor,
                              build_models, count_parameters, tf_same_padding)
 
 

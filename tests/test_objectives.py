@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from gansweep.kernels import PlummerKernel, eps_at, plummer_potential
-from gansweep.objectives import CoulombGAN, StandardGAN, keras_binary_crossentropy
+from gansweep.gan.kernels import PlummerKernel, eps_at, plummer_potential
+from gansweep.gan.objectives import CoulombGAN, StandardGAN, keras_binary_crossentropy
 
 
 def _hand_bce(p: float, z: float) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gansweep.optim import KerasAdam
+from gansweep.gan.optim import KerasAdam
 
 
 def keras_adam_reference(p, grads, lr, b1, b2, eps, decay):

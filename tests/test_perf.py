@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from gansweep import step
+from gansweep.gan import step
 from gansweep.bench import cli as bench_cli, measure
 from gansweep.fid import inception
 from gansweep.device import full_precision, train_autocast
-from gansweep.kernels import plummer_potential
-from gansweep.models import KerasBatchNorm
+from gansweep.gan.kernels import plummer_potential
+from gansweep.gan.models import KerasBatchNorm
 from gansweep.bench import keras_peer
-from gansweep.trainer import Run
+from gansweep.runs.trainer import Run
 
 from tests.helpers import compose_config
 

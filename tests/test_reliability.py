@@ -14,11 +14,12 @@ import torch
 
 from tests.helpers import ON_TEST_DEVICE, compose_config
 from tests.helpers import sweep as run_sweep
-from gansweep import artifacts, step
+from gansweep import artifacts
+from gansweep.gan import step
 from gansweep.artifacts import OutputDirError
 from gansweep.data import DataError
-from gansweep.checkpoint import ResumeError
-from gansweep.trainer import Run, run
+from gansweep.runs.checkpoint import ResumeError
+from gansweep.runs.trainer import Run, run
 from gansweep.schema import ConfigError
 
 

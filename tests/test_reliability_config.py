@@ -20,11 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
-from gansweep import artifacts, extend, pictures, schema, summary
-from gansweep.checkpoint import Counters, ResumeError
+from gansweep import artifacts, schema
+from gansweep import pictures
+from gansweep.runs import extend, summary
+from gansweep.runs.checkpoint import Counters, ResumeError
 from gansweep.schema import ConfigError
 from gansweep.train import record_failure
-from gansweep.trainer import run
+from gansweep.runs.trainer import run
 from tests.helpers import CHEAP_FID, ON_TEST_DEVICE, REPO, compose_config
 from tests.helpers import sweep as run_sweep
 

@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 import torch
 
-from gansweep import artifacts, rescore
+from gansweep import artifacts
+from gansweep.runs import rescore
 from gansweep.report import aggregate, blocks, publish
 from gansweep.report.rescores import checkpoint_stamp, file_sha256
 from gansweep.report.table import collect
-from gansweep.trainer import run
+from gansweep.runs.trainer import run
 from tests.helpers import compose_config, seed_config, write_job
 
 PUBLISH_SWEEP = Path(__file__).parent / "fixtures" / "publish_sweep"

@@ -19,11 +19,11 @@ import pytest
 import torch
 
 from gansweep import artifacts
-from gansweep.checkpoint import ResumeError
+from gansweep.runs.checkpoint import ResumeError
 from gansweep.fid import cache as fid_cache, extractors as fid_extractors
 from gansweep.report import aggregate
 from gansweep.schema import ConfigError
-from gansweep.trainer import run
+from gansweep.runs.trainer import run
 from tests.helpers import CHEAP_FID, compose_config, has_plugin, seed_config, write_job
 from tests.helpers import sweep as run_sweep
 

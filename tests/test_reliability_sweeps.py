@@ -18,13 +18,14 @@ import pandas as pd
 import pytest
 import torch
 
-from gansweep import artifacts, halving
-from gansweep.dirs import sweep_name
+from gansweep import artifacts
+from gansweep.sweep import halving
+from gansweep.runs.dirs import sweep_name
 from gansweep.identity import identity_hash
 from gansweep.report import halving as halving_report
 from gansweep.report.grouping import group_seeds
 from gansweep.report.table import collect, findings
-from gansweep.trainer import Run
+from gansweep.runs.trainer import Run
 from tests.helpers import CHEAP_FID, ON_TEST_DEVICE, compose_config, has_plugin, write_job
 from tests.helpers import sweep as run_sweep
 

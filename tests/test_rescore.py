@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gansweep import rescore
+from gansweep.runs import rescore
 from gansweep.report.aggregate import aggregate
-from gansweep.trainer import run
+from gansweep.runs.trainer import run
 from tests.helpers import REPO, compose_config
 
 EXAMPLE = REPO / "examples" / "extending"

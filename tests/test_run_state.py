@@ -9,11 +9,12 @@ import json
 import pytest
 import torch
 
-from gansweep import checkpoint, trainer
-from gansweep.checkpoint import ResumeError
+from gansweep import device
+from gansweep.runs import checkpoint, trainer
+from gansweep.runs.checkpoint import ResumeError
 from gansweep.gan import state as run_state
-from gansweep.models import DCGAN, MLPGAN
-from gansweep.trainer import Run
+from gansweep.gan.models import DCGAN, MLPGAN
+from gansweep.runs.trainer import Run
 from tests.helpers import compose_config
 
 # two settings that differ in everything a pack would mix: loss family, seed, learning rates;
@@ -129,7 +130,7 @@ def test_no_process_wide_setting_inside_a_runs_code_path():
         assert not _called(source) & forbidden, _called(source) & forbidden
     # the check sees such calls where they are: in the process's set-up
     assert {"torch.set_num_threads", "configure_backends", "select"} <= _called(
-        inspect.getsource(trainer.configure_process))
+        inspect.getsource(device.configure_process))
 
 
 @pytest.mark.parametrize("cls", [DCGAN, MLPGAN])

@@ -8,10 +8,11 @@ import signal
 import pytest
 import torch
 
-from gansweep import step, trainer
+from gansweep.gan import step
+from gansweep.runs import trainer
 from gansweep.gan import state as state_module
-from gansweep.signals import Interrupted
-from gansweep.trainer import Run, run
+from gansweep.runs.signals import Interrupted
+from gansweep.runs.trainer import Run, run
 from tests.helpers import compose_config
 
 

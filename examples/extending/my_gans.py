@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from gansweep.models import GAN, MLP, keras_init_
+from gansweep.gan.models import GAN, MLP, keras_init_
 
 
 class SpectralMLPGAN(GAN):

@@ -6,7 +6,7 @@
     gansweep-bench --peer keras --impls fast --threads 2   # the seed's step in Keras 3 beside ours
     gansweep-bench --impls fast --profile 10        # + per-op table: where a step's time goes
 
-For every (gan_type, model.impl) pair it builds a ``gansweep.trainer.Run`` from the composed
+For every (gan_type, model.impl) pair it builds a ``gansweep.runs.trainer.Run`` from the composed
 Hydra config (output under a temp dir) and times the trainer's own step, interleaved with the
 other pairs' and reported as medians after warm-up; the loop's logging and checkpoint costs
 are added as an estimate per step. Also: GFLOP per step and its ratio to a matrix-product

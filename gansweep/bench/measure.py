@@ -32,8 +32,8 @@ from gansweep.data import load_mnist
 from gansweep.device import sync
 from gansweep.fid import frechet, metrics, registry
 from gansweep.fid.extractors import load_extractor
-from gansweep.step import train_step
-from gansweep.trainer import Run, configure_process
+from gansweep.gan.step import train_step
+from gansweep.runs.trainer import Run, configure_process
 
 # ----------------------------------------------------------------------------- helpers
 def compose(overrides: list[str]):

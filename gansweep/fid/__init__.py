@@ -5,7 +5,7 @@ with pytorch-fid's numerics.
   weights and their checksum); ``extractors``: loading them (``inception``, ``lenet``);
 * ``frechet``: the distance, the statistics it compares, the 8-bit quantisation of samples;
 * ``cache``: reference statistics and features of a dataset's real images (its
-  ``gansweep.reference.Reference``; MNIST's by default), the real-data floor, shared by a
+  ``gansweep.data.reference.Reference``; MNIST's by default), the real-data floor, shared by a
   sweep's jobs through file locks;
 * ``metrics``: KID and PRDC on feature arrays, and which way each metric is better;
 * ``evaluator``: ``FidEvaluator``, built from the ``fid`` config group (``_target_``), which

@@ -1,7 +1,7 @@
 """Reference statistics and features of a dataset's real samples, and the real-data FID
 floor, cached.
 
-The reference is the dataset's own (``gansweep.reference.Reference``: MNIST's training images,
+The reference is the dataset's own (``gansweep.data.reference.Reference``: MNIST's training images,
 an image folder's images, ...); a path in its place means MNIST in that idx folder.
 Reference statistics (all samples or the first ``limit``) are computed once per (extractor +
 weights, the samples' content key, limit, device arithmetic) and cached under the cache dir
@@ -30,7 +30,7 @@ from gansweep.artifacts import atomic_write
 from gansweep.data import MnistReference
 from gansweep.fid.extractors import Extractor, arithmetic, default_cache_dir, load_extractor
 from gansweep.fid.frechet import frechet_distance, metric_name, statistics
-from gansweep.reference import Reference
+from gansweep.data.reference import Reference
 
 log = logging.getLogger(__name__)
 

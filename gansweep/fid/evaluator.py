@@ -5,7 +5,7 @@ The trainer builds it with ``hydra.utils.instantiate(cfg.fid, data_root=..., dev
 reference=...)`` and hands it a generator callable (as clean-fid's
 ``get_model_features(G, ...)``): ``sample(n)`` returns n samples (n, 1, 28, 28 for MNIST) in
 [-1, 1]. It never sees the run. The reference is the run's dataset's own
-(``dataset.reference()``, a ``gansweep.reference.Reference``); without one, MNIST under
+(``dataset.reference()``, a ``gansweep.data.reference.Reference``); without one, MNIST under
 ``data_root``. An extractor whose features do not describe the dataset's samples (LeNet, an
 MNIST digit classifier, for anything but digits) is refused before training
 (``check_applies``).
@@ -45,7 +45,7 @@ from omegaconf import OmegaConf
 from gansweep.fid import cache, metrics, registry
 from gansweep.fid.extractors import DEFAULT_CACHE, Extractor, arithmetic, load_extractor
 from gansweep.fid.frechet import FIDError, frechet_distance, metric_name, quantize, statistics
-from gansweep.reference import Reference
+from gansweep.data.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def reference_of(dataset) -> Reference | None:
             f"dataset {getattr(dataset, 'name', type(dataset).__name__)} "
             f"({type(dataset).__module__}.{type(dataset).__qualname__}) has no reference(), "
             "the real samples its FID compares against. Fix: give the class a reference() "
-            "returning a gansweep.reference.Reference (docs/evaluation.md, \"Your own "
+            "returning a gansweep.data.reference.Reference (docs/evaluation.md, \"Your own "
             "dataset\"), or fid=none")
     return dataset.reference()
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gansweep.download import extract_verified, sha256_file, wheel
+from gansweep.data.download import extract_verified, sha256_file, wheel
 from gansweep.fid.extractors import FeatureExtractor
 from gansweep.fid.registry import BUILTIN
 

@@ -35,7 +35,7 @@ class ExtractorInfo:
     classes: int | None = None  # a classifier's classes: fid.metrics confident, digits
     # the samples its features describe: a dataset of another kind is refused
     # (gansweep.fid.evaluator.check_applies); None: any. ``domain``: what they are (a
-    # gansweep.reference.Reference's domain, e.g. "digits"); ``shape``: one sample's shape
+    # gansweep.data.reference.Reference's domain, e.g. "digits"); ``shape``: one sample's shape
     # (None: any image, channels x height x width)
     domain: str | None = None
     shape: tuple[int, ...] | None = None

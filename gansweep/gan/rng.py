@@ -37,7 +37,7 @@ class RunDropout(nn.Module):
     (``empty_like(x).bernoulli_(1 - p)``, divided by 1 - p, times x), so a generator in the
     state the global RNG had gives the masks ``nn.Dropout`` gave. On CUDA, ``nn.Dropout``
     uses a fused kernel that takes no generator and draws another stream: a CUDA run's masks
-    are this module's (gansweep.checkpoint refuses CUDA checkpoints made before)."""
+    are this module's (gansweep.runs.checkpoint refuses CUDA checkpoints made before)."""
 
     def __init__(self, p: float = 0.5):
         super().__init__()

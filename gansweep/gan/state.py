@@ -1,6 +1,6 @@
 """What a run *is*: its networks, optimisers, objective, counters and random streams, as a
 value that several can share a process with (``RunState``); what drives it (the loop, its
-dir, checkpoints, summary, loggers, signals) is ``gansweep.trainer.Run``.
+dir, checkpoints, summary, loggers, signals) is ``gansweep.runs.trainer.Run``.
 
 A run draws every random number from generators it owns (``Streams``), never from torch's
 global RNG, so runs interleaved in one process compute what each computes alone. The streams
@@ -13,11 +13,11 @@ are the ones the seed's Keras script and every earlier release of this harness d
   generator seeded by the seed (a generator draws on its own device);
 - ``noise``: data order (one shuffle per epoch) and G's input z, on the run's device;
 - evaluation and pictures draw from generators seeded by seed + an offset, made afresh for
-  each evaluation (``gansweep.noise.sample_generator``).
+  each evaluation (``gansweep.gan.noise.sample_generator``).
 
 The process-wide settings a run depends on (torch threads, TF32, deterministic kernels, the
 current CUDA device) are set once per process by whoever drives the runs
-(``gansweep.trainer.configure_process``), never here.
+(``gansweep.device.configure_process``), never here.
 """
 
 from __future__ import annotations
@@ -29,11 +29,23 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from gansweep.checkpoint import STREAMS_VERSION, Counters
 from gansweep.device import train_autocast
-from gansweep.models import use_generator
-from gansweep.step import Parts, train_step
+from gansweep.gan.models import use_generator
+from gansweep.gan.step import Parts, train_step
 
+
+
+# last.pt's "streams": 2 since a run's Dropout masks come from its own generator
+# (gansweep.gan.state.Streams): the masks of earlier releases on a CPU, another stream on CUDA
+STREAMS_VERSION = 2
+
+
+@dataclass
+class Counters:
+    epoch: int = 0  # current epoch
+    batch: int = 0  # next batch to train within the epoch
+    step: int = 0  # batches trained in total (the eps schedule's t)
+    seconds: float = 0.0  # training wall time so far, summed over resumes
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """A successive-halving sweep's rungs in its table (``<sweep dir>/halving.json``, written by
-gansweep.halving): per rung the budget, the settings it trained, their mean objective and
+gansweep.sweep.halving): per rung the budget, the settings it trained, their mean objective and
 rank and which went up; how far each rung's ranking agrees with the next one's (Spearman's
 rho on the settings both rungs trained), so a reader sees how much a low budget can be
 trusted; and the steps spent, against what the full grid at the top budget would take."""

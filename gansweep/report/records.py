@@ -14,7 +14,7 @@ one, else its last). Generating the report from the records gives the same bytes
 job dirs (tests/test_records.py).
 
 A job copied again replaces its earlier record. Its dir name ends in the hash of the run's
-identity (gansweep.dirs), while the job number in front is the launch's: the same run
+identity (gansweep.runs.dirs), while the job number in front is the launch's: the same run
 relaunched into a fresh sweep dir gets another number, so a record of the same name and hash
 under another number is removed rather than kept as a second seed.
 """

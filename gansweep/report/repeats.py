@@ -2,7 +2,7 @@
 
 A run is its identity (gansweep.identity), which every summary.json records. Two job dirs
 with the same recorded identity hold the same run trained twice: a sweep dir from before a
-relaunch found its runs whatever their job number (gansweep.dirs) holds such pairs, and
+relaunch found its runs whatever their job number (gansweep.runs.dirs) holds such pairs, and
 one run can sit under two of the dirs a table is built from. Counted twice, a setting's
 ``n`` grows and its interval narrows with no new information.
 """

@@ -2,7 +2,7 @@
 ``gansweep-table <halving sweep dir> --against <grid sweep dir> --report <page.md>``.
 
 The grid trained every setting and seed at the halving sweep's top budget from step 0; the
-halving sweep (gansweep.halving) trained them all at its lowest rung and extended the best
+halving sweep (gansweep.sweep.halving) trained them all at its lowest rung and extended the best
 1/eta rung by rung. The block says, from the job dirs only:
 
 - what each spent: jobs, batches each job trained itself (an extended job without those of

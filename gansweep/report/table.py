@@ -36,7 +36,7 @@ from gansweep.report.rescores import name_rescored, reproduces, rescored  # noqa
 
 log = logging.getLogger(__name__)
 
-# Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.mixtures).
+# Headline numbers of the 2-D mixture benchmarks, shown in place of FID (gansweep.data.mixtures).
 MIXTURE_METRICS = ("modes_covered", "modes_total", "high_quality", "kl_to_uniform",
                    "covered_quality")
 STATUS_ORDER = ("ok", "running", "stopped", "interrupted", "diverged", "failed", "missing")

@@ -14,9 +14,9 @@ resumes, extends, re-scores and halves as a single run does, and can be continue
 GAN type than the packable ones) trains alone, as under the basic launcher.
 
 The launcher works in three steps: every job goes through Hydra's ``run_job`` (its dir, its
-.hydra/ files, callbacks) with a task that only prepares it (``gansweep.train.prepare_job``);
+.hydra/ files, callbacks) with a task that only prepares it (``gansweep.runs.job.prepare_job``);
 the groups train; each job's return value is set from its run's summary, as the basic
-launcher's task would have returned it (``gansweep.train.job_outcome``).
+launcher's task would have returned it (``gansweep.runs.job.job_outcome``).
 
 Nothing here imports torch at module level: Hydra's plugin scan imports it in any Hydra app.
 """
@@ -116,11 +116,11 @@ class _Prepared:
 
 
 def _prepare(cfg: DictConfig):
-    """The task ``run_job`` runs for each job: prepare it (``gansweep.train.prepare_job``),
+    """The task ``run_job`` runs for each job: prepare it (``gansweep.runs.job.prepare_job``),
     train nothing. A job refused at the check returns its final value instead."""
-    from gansweep import train  # torch: this module is imported by Hydra's plugin scan
+    from gansweep.runs import job  # torch: this module is imported by Hydra's plugin scan
 
-    out_dir = train.prepare_job(cfg)
+    out_dir = job.prepare_job(cfg)
     return _Prepared(cfg, out_dir) if isinstance(out_dir, Path) else out_dir
 
 
@@ -146,10 +146,10 @@ class PackedLauncherBase(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        # torch: only when jobs are launched, not at Hydra's plugin scan (gansweep.train also
-        # guards hydra_utils.run_job against a job dir taken by a file)
-        from gansweep import train
+        # torch: only when jobs are launched, not at Hydra's plugin scan (gansweep.runs.job
+        # also guards hydra_utils.run_job against a job dir taken by a file)
         from gansweep.packed.driver import train_group
+        from gansweep.runs import job
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
@@ -189,6 +189,6 @@ class PackedLauncherBase(Launcher):
             results = train_group(jobs, conv_impl=self.conv_impl,
                                   cuda_graphs=self.cuda_graphs)
             for i, result in zip(members, results):
-                returns[i].return_value = train.job_outcome(
+                returns[i].return_value = job.job_outcome(
                     prepared[i].cfg, prepared[i].out_dir, result, multirun=True)
         return returns

@@ -2,8 +2,8 @@
 
 Generated samples are scored against the real samples of the dataset the run trained on,
 never against a fixed dataset: a dataset class offers ``reference()`` returning a
-``Reference`` (``gansweep.data.MnistReference``, ``gansweep.image_folder.FolderReference``,
-``gansweep.mixtures.MixtureReference``), and the evaluator (``gansweep.fid``) computes its
+``Reference`` (``gansweep.data.MnistReference``, ``gansweep.data.image_folder.FolderReference``,
+``gansweep.data.mixtures.MixtureReference``), and the evaluator (``gansweep.fid``) computes its
 statistics from ``load``. The statistics are cached per extractor and per ``key``, which
 names the samples by their content (MNIST: the md5 of its idx file; a folder: the sha256 of
 its decoded images), never by a dataset's name alone: a changed folder, or two folders of

@@ -13,7 +13,7 @@ methods of ``Logger`` (docs/tracking.md shows an example).
 - ``tensorboard``: scalars, sample grids and final metrics under ``<run dir>/tensorboard``
   (``pip install 'gansweep[tensorboard]'``)
 - ``csv``: one row per logged step in ``<run dir>/metrics.csv`` (standard library only)
-- ``mlflow``: an MLflow run per job in a local SQLite store (gansweep.mlflow_logger;
+- ``mlflow``: an MLflow run per job in a local SQLite store (gansweep.runs.mlflow_logger;
   ``pip install 'gansweep[tracking]'``)
 """
 

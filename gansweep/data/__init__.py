@@ -1,4 +1,8 @@
-"""MNIST from the canonical idx files, verified by checksum, fetched offline-first.
+"""Datasets: MNIST here (the package's own module: ``gansweep.data.MNIST`` is what configs
+name), the 2-D mixtures (``mixtures``), a folder of images (``image_folder``), what each
+hands the FID evaluator (``reference``) and the downloads (``download``).
+
+MNIST from the canonical idx files, verified by checksum, fetched offline-first.
 
 The four idx files are checked by the md5 of their *raw* (un-gzipped) bytes before use,
 so a truncated download, a re-gzipped copy or a different MNIST variant can never train
@@ -29,9 +33,9 @@ import numpy as np
 import torch
 
 from gansweep.artifacts import write_probe
-from gansweep.download import sha256_file, wheel
+from gansweep.data.download import sha256_file, wheel
 from gansweep.pictures import ImageGrid
-from gansweep.reference import DIGITS, Reference
+from gansweep.data.reference import DIGITS, Reference
 
 log = logging.getLogger(__name__)
 
@@ -295,9 +299,9 @@ class MNIST:
     (``visualizer``) and scored (``evaluator``; null: the ``fid`` group's evaluator).
 
     A dataset config names its class with ``_target_``; the class offers ``load(seed)``
-    returning a ``Dataset``, a ``visualizer``, an optional ``evaluator`` (gansweep.mixtures
+    returning a ``Dataset``, a ``visualizer``, an optional ``evaluator`` (gansweep.data.mixtures
     has the 2-D ones) and ``reference()``, the real samples the ``fid`` group's evaluator
-    scores against (a ``gansweep.reference.Reference``; gansweep.image_folder is another)."""
+    scores against (a ``gansweep.data.reference.Reference``; gansweep.data.image_folder is another)."""
 
     def __init__(self, root: str = "data", fetch: bool = True, limit: int | None = None,
                  visualizer=None, evaluator=None, name: str = "mnist"):

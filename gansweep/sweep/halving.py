@@ -11,17 +11,17 @@ down so that the top is exactly ``max_epochs``). Every setting trains at the low
 after each rung the settings are ranked by the mean over seeds of what their jobs return
 (``fid.objective``, or ``dataset.objective`` for the 2-D mixtures: lower is better) and the
 best 1/eta (at least one) go on to the next rung, whose jobs extend their runs exactly
-(gansweep.extend) instead of training from step 0. Jobs run through the configured launcher.
+(gansweep.runs.extend) instead of training from step 0. Jobs run through the configured launcher.
 
 A setting's mean is over distinct runs: a job listed twice (``seed=0,0,1``) is launched once,
-and jobs that land in one run dir (the same identity, gansweep.dirs) count once.
+and jobs that land in one run dir (the same identity, gansweep.runs.dirs) count once.
 
 Every rung is recorded in ``<sweep dir>/halving.json`` (budget, each setting's objective per
 seed and mean, its rank, whether it was promoted; a failed or unscored run's objective as
 null), and the sweep's table shows the rungs and how far each rung's ranking agrees with the
 next (gansweep.report.halving). Relaunching the same command resumes: finished jobs are
 skipped, a rung stopped mid-way continues its jobs. A job that another launch is training
-waits for it and takes its result (gansweep.train.run_when_free): busy is not failed.
+waits for it and takes its result (gansweep.runs.job.run_when_free): busy is not failed.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep.dirs import override_key
+from gansweep.runs.dirs import override_key
 
 log = logging.getLogger(__name__)
 

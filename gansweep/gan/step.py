@@ -31,7 +31,7 @@ class Parts:
     d: torch.nn.Module
     opt_d: torch.optim.Optimizer
     opt_g: torch.optim.Optimizer
-    objective: object  # d_targets, d_loss, g_loss, eps (gansweep.objectives)
+    objective: object  # d_targets, d_loss, g_loss, eps (gansweep.gan.objectives)
     fake_mode: str = "eval"
     autocast: Callable[[], ContextManager] = field(default=contextlib.nullcontext)
 

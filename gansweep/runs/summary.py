@@ -9,7 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from gansweep import artifacts, checkpoint
+from gansweep import artifacts
+from gansweep.runs import checkpoint
 from gansweep.identity import differing, fingerprint, identity, plain_config
 
 

@@ -6,13 +6,12 @@
 - ``checkpoints/best.pt``: G and D of the best evaluation so far (``best_record``,
   ``save_best``).
 
-These functions take plain values, never the run: ``gansweep.trainer.Run`` owns its state
+These functions take plain values, never the run: ``gansweep.runs.trainer.Run`` owns its state
 and calls them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,20 +19,8 @@ from omegaconf import DictConfig
 
 from gansweep import artifacts, schema
 from gansweep.fid.metrics import is_better
+from gansweep.gan.state import STREAMS_VERSION, Counters  # noqa: F401 - re-exported
 from gansweep.identity import differing, fingerprint
-
-
-# last.pt's "streams": 2 since a run's Dropout masks come from its own generator
-# (gansweep.gan.state.Streams): the masks of earlier releases on a CPU, another stream on CUDA
-STREAMS_VERSION = 2
-
-
-@dataclass
-class Counters:
-    epoch: int = 0  # current epoch
-    batch: int = 0  # next batch to train within the epoch
-    step: int = 0  # batches trained in total (the eps schedule's t)
-    seconds: float = 0.0  # training wall time so far, summed over resumes
 
 
 class Diverged(RuntimeError):

@@ -3,12 +3,12 @@
 ``gansweep.gan.state.RunState`` is the run as a value (networks, optimisers, objective,
 counters and its own random streams, built from the config with ``hydra.utils.instantiate``);
 ``Run`` drives it: the run dir, checkpoints (the files and the rules for continuing one are
-in ``gansweep.checkpoint``), evaluation, pictures, summary.json (``gansweep.summary``),
+in ``gansweep.runs.checkpoint``), evaluation, pictures, summary.json (``gansweep.runs.summary``),
 loggers and signals. ``Run.train()`` runs one to the end; ``start`` / ``advance`` /
 ``finish`` let one process drive several, interleaved. Process-wide settings (threads,
 TF32, deterministic kernels, the CUDA device) are set once per process by
-``configure_process``, never by a run. Evaluation (``gansweep.fid``,
-``gansweep.mixtures.ModeMetrics``) and pictures take a sampling function, never the run. On a
+``gansweep.device.configure_process``, never by a run. Evaluation (``gansweep.fid``,
+``gansweep.data.mixtures.ModeMetrics``) and pictures take a sampling function, never the run. On a
 GPU the loop reads nothing back to the host except at logging steps (both losses in one
 transfer), where step times are taken too (``StepClock``).
 """
@@ -28,34 +28,21 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gansweep import artifacts, checkpoint, extend, schema, summary
-from gansweep.checkpoint import Counters, Diverged
-from gansweep.device import (StepClock, configure_backends, isolated_rng, memory_report,
-                             precision, resolve_device, select)
+from gansweep import artifacts, schema
+from gansweep.runs import checkpoint, extend, summary
+from gansweep.runs.checkpoint import Diverged
+from gansweep.device import (StepClock, configure_process, isolated_rng,  # noqa: F401
+                             memory_report, precision, resolve_device)
 from gansweep.fid.evaluator import build_evaluator
 from gansweep.identity import fingerprint, plain_config
-from gansweep.loggers import build_logger
+from gansweep.runs.loggers import build_logger
 from gansweep.gan.state import RunState
-from gansweep.noise import sample_generator
+from gansweep.gan.noise import sample_generator
 from gansweep.pictures import read_grid
-from gansweep.progress import Progress
-from gansweep.signals import Interrupted, on_stop_signals
+from gansweep.runs.progress import Progress
+from gansweep.runs.signals import Interrupted, on_stop_signals
 
 log = logging.getLogger(__name__)
-
-
-def configure_process(cfg: DictConfig) -> torch.device:
-    """The process-wide settings runs depend on, set once per process by whoever drives the
-    runs (``run``, the packed launcher), never by a run: torch's thread count (when
-    ``trainer.threads`` names one), TF32 and deterministic kernels, the current CUDA device.
-    Returns the device."""
-    schema.check(cfg)  # e.g. trainer.device=cuda without CUDA: one line, before any setting
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
-    device = resolve_device(str(cfg.trainer.device))
-    configure_backends(device, cfg.trainer.tf32, cfg.trainer.deterministic)
-    select(device)
-    return device
 
 
 class Run:
@@ -278,7 +265,7 @@ class Run:
                                      if self.step_times else None))
 
     def _catch_up_evaluation(self, metrics: artifacts.MetricsLog) -> None:
-        """A finished run continued to a larger budget (gansweep.extend) evaluated its last
+        """A finished run continued to a larger budget (gansweep.runs.extend) evaluated its last
         epoch into summary.json only; a run trained to the larger budget from the start
         logged that evaluation as a metrics.jsonl row and let it compete for best.pt. Do the
         same now, from the same G (evaluation is seeded: the same numbers)."""
@@ -288,7 +275,7 @@ class Run:
             return  # not a finished run continued: the loop wrote what was due
         if self.best and self.best["epoch"] == c.epoch - 1:
             # that best was the final evaluation's, which a longer run does not make: it had
-            # no earlier best (gansweep.extend refuses a donor where it had) or this row's
+            # no earlier best (gansweep.runs.extend refuses a donor where it had) or this row's
             self.best = None
             (self.dirs.root / "checkpoints" / "best.pt").unlink(missing_ok=True)
         if not self.evaluator.due(c.epoch, self.cfg.trainer.epochs):
@@ -404,5 +391,6 @@ def run(cfg: DictConfig, out_dir: Path | str) -> dict:
             log.info("%s already finished this config (summary.json status ok); skipping", out_dir)
             return done
         extend.prepare(cfg, out_dir)  # a finished shorter run of this config: continue it
+        schema.check(cfg)  # e.g. trainer.device=cuda without CUDA: one line, before any setting
         configure_process(cfg)
         return Run(cfg, out_dir).train()

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gansweep.kernels import PlummerKernel
+from gansweep.gan.kernels import PlummerKernel
 
 KERAS_EPSILON = 1e-7
 

@@ -41,11 +41,12 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gansweep import artifacts, checkpoint, schema
+from gansweep import artifacts, schema
+from gansweep.runs import checkpoint
 from gansweep.device import configure_backends, isolated_rng, resolve_device
 from gansweep.fid.evaluator import FidEvaluator, NotApplicable, reference_of
 from gansweep.identity import NOT_IN_IDENTITY
-from gansweep.noise import sample_generator
+from gansweep.gan.noise import sample_generator
 from gansweep.report.aggregate import OutputError, aggregate
 from gansweep.report.studies import StudyError
 from gansweep.report.rescores import checkpoint_stamp

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from gansweep.data import Dataset
-from gansweep.kernels import plummer, squared_distances
-from gansweep.reference import Reference
+from gansweep.gan.kernels import plummer, squared_distances
+from gansweep.data.reference import Reference
 
 
 @dataclass

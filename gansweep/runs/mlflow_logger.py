@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 
-from gansweep.loggers import Logger, scalars
+from gansweep.runs.loggers import Logger, scalars
 
 log = logging.getLogger(__name__)
 

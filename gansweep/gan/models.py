@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
-from gansweep import onednn
+from gansweep.gan import onednn
 from gansweep.gan.rng import RunDropout, built_from, use_generator  # noqa: F401 - re-exported
 
 
@@ -219,7 +219,7 @@ class FastGenerator(Generator):
     state_dicts), computed faster: the two upsample + 5x5 conv pairs run as folded 3x3
     convs + pixel shuffle (kernels folded from the 5x5 weights on every forward, so the
     gradients reach the original parameters), on channels_last activations; on a CPU the
-    dense layers run on oneDNN's float32 matmul (``gansweep.onednn``)."""
+    dense layers run on oneDNN's float32 matmul (``gansweep.gan.onednn``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -261,7 +261,7 @@ class Discriminator(nn.Module):
 
 class FastDiscriminator(Discriminator):
     """The same network and parameters as ``Discriminator``: conv weights stored channels_last
-    (``DCGAN``) and, on a CPU, the dense layers on oneDNN's float32 matmul (``gansweep.onednn``)."""
+    (``DCGAN``) and, on a CPU, the dense layers on oneDNN's float32 matmul (``gansweep.gan.onednn``)."""
 
     dense = staticmethod(onednn.linear)
 

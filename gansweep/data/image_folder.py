@@ -28,7 +28,7 @@ from PIL import Image
 
 from gansweep.data import DataError, Dataset
 from gansweep.pictures import ImageGrid
-from gansweep.reference import Reference
+from gansweep.data.reference import Reference
 
 log = logging.getLogger(__name__)
 

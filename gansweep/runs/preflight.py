@@ -5,8 +5,8 @@ files are there, the FID extractor applies to the dataset and its weights are pr
 verified, an Optuna search has an objective;
 an Optuna study in SQLite is held by one launch at a time and trials that a killed launch
 left RUNNING are marked FAIL. The launching process is named to the jobs it starts
-(gansweep.signals.mark_launcher), so a job in a worker process stops when it dies. The dirs'
-names come from gansweep.dirs.
+(gansweep.runs.signals.mark_launcher), so a job in a worker process stops when it dies. The dirs'
+names come from gansweep.runs.dirs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from gansweep import artifacts, signals
+from gansweep import artifacts
+from gansweep.runs import signals
 from gansweep.device import isolated_rng
 from gansweep.fid import evaluator as fid_evaluator, registry
 

@@ -30,7 +30,7 @@ from gansweep.identity import PLACEMENT, identity_hash
 CONTINUING = ("trainer.epochs", "fid")
 # The sweep dir is named once, in the launching process, from the sweep's overrides: every
 # job's config is composed again with that job's own overrides (seed=1, not seed=0,1,2), so
-# gansweep.preflight pins the name into the overrides Hydra composes the jobs with.
+# gansweep.runs.preflight pins the name into the overrides Hydra composes the jobs with.
 
 
 def safe_dirname(name) -> str:

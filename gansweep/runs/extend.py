@@ -27,8 +27,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from gansweep import artifacts, checkpoint
-from gansweep.checkpoint import ResumeError
+from gansweep import artifacts
+from gansweep.runs import checkpoint
+from gansweep.runs.checkpoint import ResumeError
 from gansweep.identity import differing, fingerprint, identity
 
 log = logging.getLogger(__name__)
