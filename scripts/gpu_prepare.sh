@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# Build .gpu/, the folder copied with the working tree to an offline GPU node
-# that has Python 3.12, torch, numpy, scipy, pandas, pillow, matplotlib, jinja2, tqdm, joblib,
-# pyyaml, filelock and tabulate, but no Hydra, no venv and no network. Run it HERE, where PyPI
-# is reachable, from the repository root (docs/running.md, "Running on GPUs and clusters"):
+# Build .gpu/, what travels with the working tree to a GPU machine that has Python 3.12,
+# torch, numpy, scipy, pandas, pillow, matplotlib, jinja2, tqdm, joblib, pyyaml, filelock and
+# tabulate, but no Hydra, no venv and no network, and takes at most LIMIT_MIB of files with
+# each command. Run it HERE, where PyPI is reachable, from the repository root (docs/running.md,
+# "Running on GPUs and clusters"):
 #
-#     scripts/gpu_prepare.sh            # then copy the tree and .gpu/ to the node and run
-#                                       # scripts/gpu_check.sh there
+#     scripts/gpu_prepare.sh      # then: command 1 carries .gpu/wheels .gpu/mnist .gpu/weights-1
+#                                 # (scripts/gpu_check.sh), command 2 .gpu/weights-2
+#                                 # (scripts/gpu_study.sh)
 #
 # .gpu/wheels/  pure-Python wheels (py3-none-any) of what that machine lacks: Hydra, OmegaConf,
 #               the ANTLR runtime (an sdist on PyPI: built here with pip wheel), Hydra's joblib
 #               launcher, and pytest with its dependencies (for scripts/gpu_check.sh); pinned to
 #               the versions the test suite runs against. scripts/gpu_check.sh and
 #               scripts/gpu_study.sh install them offline into a folder of their own
-#               (python3 -m gansweep.gpu_study env).
+#               (python3 scripts/gpu_study.py env).
 # .gpu/mnist/   the four MNIST idx files gzipped (gansweep.data reads .gz), each checked
 #               against its md5 after a round trip through gzip.
+# .gpu/weights-<k>/  the pytorch-fid Inception weights (default_1.pt, 87 MB, sha256-verified;
+#               fetched with `gansweep-fid fetch-weights` if missing) in WEIGHTS_PARTS (2)
+#               equal parts, each with a SHA256SUMS of itself and of the whole file
+#               (scripts/gpu_study.py split); the k-th command carries weights-<k>, and
+#               scripts/gpu_study.sh joins them there and checks the sha256 before use.
 # .gpu/MANIFEST sha256 and size of every file, and the pins.
-# Prints what travels: .gpu/ plus the working tree (tracked and untracked-not-ignored files);
-# fails when that exceeds LIMIT_MIB (default 60: set it to what the copy to your node allows).
+# Prints what each command carries: the working tree (tracked and untracked-not-ignored
+# files) plus its folders; fails where that exceeds LIMIT_MIB (default 60, under the 64 MiB
+# the H100/H200 machines this project used take with a command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=${GPU_DIR:-.gpu}
 DATA=${DATA:-data}
 LIMIT_MIB=${LIMIT_MIB:-60}
+WEIGHTS_PARTS=${WEIGHTS_PARTS:-2}
 if [[ -z "${PYTHON:-}" ]]; then  # a python with gansweep importable (the dev venv) and pip
     PYTHON=python3
     [[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
@@ -78,19 +87,28 @@ if ! verify "$GPU_DIR/mnist" 2>/dev/null; then  # reads the .gz files, as the GP
 fi
 echo "mnist: $GPU_DIR/mnist (4 idx files, gzipped, md5 verified)"
 
-(cd "$GPU_DIR" && find wheels mnist -type f ! -name '.pins' -print0 | sort -z \
+"$PYTHON" scripts/gpu_study.py split --into "$GPU_DIR" --parts "$WEIGHTS_PARTS"
+
+(cd "$GPU_DIR" && find wheels mnist weights-* -type f ! -name '.pins' -print0 | sort -z \
     | xargs -0 sha256sum | while read -r sum path; do
         echo "$sum $(stat -c %s "$path") $path"; done) >"$GPU_DIR/MANIFEST"
 echo "pins: $stamp" >>"$GPU_DIR/MANIFEST"
 
-gpu_bytes=$(du -sb "$GPU_DIR" | cut -f1)
-tree_bytes=$(git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}')
-total=$((gpu_bytes + tree_bytes))
+tree_bytes=$( (git ls-files -z --cached --others --exclude-standard \
+    | xargs -0 -r stat -c %s -- 2>/dev/null || true) | awk '{s += $1} END {print s + 0}')
+# (|| true: a tracked file deleted in the tree does not travel, and stat says so)
 mib() { awk -v b="$1" 'BEGIN {printf "%.2f MiB", b / 1048576}'; }
-echo "travels: $GPU_DIR $(mib "$gpu_bytes") + working tree $(mib "$tree_bytes") = $(mib "$total")" \
-     "(limit ${LIMIT_MIB} MiB: LIMIT_MIB)"
-if ((total > LIMIT_MIB * 1048576)); then
-    echo "error: more than ${LIMIT_MIB} MiB would travel" >&2
+over=0
+for ((k = 1; k <= WEIGHTS_PARTS; k++)); do  # command k: its folders and the working tree
+    carry=("$GPU_DIR/weights-$k")
+    ((k == 1)) && carry=("$GPU_DIR/wheels" "$GPU_DIR/mnist" "${carry[@]}")
+    bytes=$(du -sbc "${carry[@]}" | tail -n 1 | cut -f1)
+    total=$((bytes + tree_bytes))
+    echo "carry, command $k: ${carry[*]} $(mib "$bytes") + working tree $(mib "$tree_bytes")" \
+         "= $(mib "$total") (limit ${LIMIT_MIB} MiB)"
+    ((total > LIMIT_MIB * 1048576)) && over=1
+done
+if ((over)); then
+    echo "error: a command would carry more than ${LIMIT_MIB} MiB. Fix: WEIGHTS_PARTS=$((WEIGHTS_PARTS + 1))" >&2
     exit 1
 fi

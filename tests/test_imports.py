@@ -97,7 +97,7 @@ LAYERS = (("gansweep", "gansweep.artifacts", "gansweep.device", "gansweep.identi
            "gansweep.pictures"),
           ("gansweep.gan",), ("gansweep.data",), ("gansweep.fid",), ("gansweep.schema",),
           ("gansweep.report",), ("gansweep.runs",), ("gansweep.packed",), ("gansweep.sweep",),
-          ("gansweep.bench", "gansweep.train", "gansweep.gpu_study"))
+          ("gansweep.bench", "gansweep.train"))
 
 
 def layer(module: str) -> int:
