@@ -110,8 +110,11 @@ def test_a_packed_sweep_trains_each_run_as_the_basic_launcher_does(mnist_root, t
         _assert_like_alone(jobs_packed[name], jobs_alone[name])
         assert (jobs_packed[name] / "samples" / "final.png").exists()
     assert (tmp_path / "packed" / "table.md").exists()
+    before = {name: (job / "metrics.jsonl").read_text() for name, job in jobs_packed.items()}
     again = sweep(mnist_root, tmp_path / "packed", *PACK, "hydra/launcher=packed")
-    assert again.returncode == 0 and again.stderr.count("already finished") == 4
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {name: (job / "metrics.jsonl").read_text()  # finished: skipped, not trained again
+            for name, job in _jobs(tmp_path / "packed").items()} == before
 
 
 @pytest.mark.slow
@@ -124,3 +127,55 @@ def test_a_diverging_run_stops_alone_and_the_pack_carries_on(mnist_root, tmp_pat
     assert sorted(status.values()) == ["diverged", "ok"], status
     ok = next(job for name, job in _jobs(tmp_path / "s").items() if status[name] == "ok")
     assert _summary(ok)["epochs_done"] == 2 and math.isfinite(_summary(ok)["fid_lenet"])
+
+
+@pytest.mark.slow
+def test_a_pack_stopped_mid_way_resumes_to_the_numbers_of_a_pack_never_stopped(
+        tiny_overrides, tmp_path, monkeypatch):
+    """SIGTERM after the third fused step: every run of the pack checkpoints and stops; the
+    same group again resumes each, and ends with the numbers of the pack that never stopped,
+    bit for bit (the same runs in the same fused arithmetic)."""
+    import os
+    import signal
+
+    from gansweep.packed import driver
+    from gansweep.runs.signals import Interrupted
+
+    cfgs = [compose_config([*tiny_overrides, *setting, "trainer.epochs=2", "trainer.threads=1",
+                            "trainer.max_batches_per_epoch=3"])
+            for setting in (["+experiment=seed_coulomb_1", "seed=0"],
+                            ["+experiment=seed_coulomb_6", "seed=1"])]
+    whole = driver.train_group([(c, tmp_path / f"whole{i}") for i, c in enumerate(cfgs)])
+    assert [o()["status"] for o in whole] == ["ok", "ok"]
+
+    real, steps = driver.PackedRuns.train_batch, []
+
+    def stopped_after_three(self):
+        out = real(self)
+        steps.append(1)
+        if len(steps) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a user's kill: every run stops
+        return out
+
+    monkeypatch.setattr(driver.PackedRuns, "train_batch", stopped_after_three)
+    jobs = [(c, tmp_path / f"stopped{i}") for i, c in enumerate(cfgs)]
+    for outcome in driver.train_group(jobs):
+        with pytest.raises(Interrupted):
+            outcome()
+    for _, out_dir in jobs:
+        assert _summary(out_dir)["status"] == "interrupted"
+        assert _last(out_dir)["counters"]["step"] == 3
+    monkeypatch.setattr(driver.PackedRuns, "train_batch", real)
+    assert [o()["status"] for o in driver.train_group(jobs)] == ["ok", "ok"]
+    for i, (_, out_dir) in enumerate(jobs):
+        a, b = _last(out_dir), _last(tmp_path / f"whole{i}")
+        for part in ("generator", "discriminator"):
+            for key, value in b[part].items():
+                assert torch.equal(a[part][key], value), (part, key)
+        for opt in ("opt_d", "opt_g"):
+            assert a[opt]["iterations"] == b[opt]["iterations"]
+            for k, state in b[opt]["state"].items():
+                assert all(torch.equal(a[opt]["state"][k][m], state[m]) for m in ("m", "v"))
+        assert {k: v for k, v in a["counters"].items() if k != "seconds"} == \
+            {k: v for k, v in b["counters"].items() if k != "seconds"}
+        assert all(torch.equal(a["rng"][s], b["rng"][s]) for s in b["rng"])
