@@ -26,10 +26,8 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from gansweep.device import check_device_name
 from gansweep.fid import registry
 from gansweep.fid.metrics import CLASS_METRICS, METRICS
-from gansweep.data.mixtures import ModeMetrics
 
 MAX_SEED = 2**32 - 3
 
@@ -332,6 +330,9 @@ class MixtureConfig(Checked):
     def check(self) -> None:
         at_least_one(self, "size", "modes", "num_samples", "min_per_mode")
         positive(self, "std")
+        # torch: at check time only, so that composing a config imports none
+        from gansweep.data.mixtures import ModeMetrics
+
         require(self.objective in ModeMetrics.OBJECTIVES, "objective", self.objective,
                 f"must be one of {', '.join(ModeMetrics.OBJECTIVES)}")
 
@@ -379,6 +380,9 @@ class TrainerConfig(Checked):
                 minutes, "must be a number > 0 or null (not by time)")
         at_least_one(self, "max_batches_per_epoch", null="all batches")
         at_least_one(self, "threads", null="torch's default")
+        # torch (is CUDA there?): at check time only, so that composing a config imports none
+        from gansweep.device import check_device_name
+
         problem = check_device_name(str(self.device))
         require(problem is None, "device", str(self.device), problem)
 
