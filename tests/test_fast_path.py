@@ -193,7 +193,7 @@ def trajectory(overrides: list[str], tmp_path, impl: str, dtype: torch.dtype):
     run = Run(cfg, tmp_path / f"{impl}_{dtype}")
     run.g.to(dtype)  # in place: the optimisers keep the same Parameter objects
     run.d.to(dtype)
-    run.data = run.data.to(dtype)
+    run.state.data = run.data.to(dtype)
     batch = cfg.trainer.batch_size
     losses = []
     for step in range(STEPS):

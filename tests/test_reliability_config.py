@@ -64,13 +64,15 @@ def test_a_refused_thread_count_in_a_multirun_is_recorded_and_the_table_still_co
     done = run_sweep(mnist_root, sweep, "trainer.threads=-2,1")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
-    jobs = {("trainer.threads=-2" in (job / ".hydra/overrides.yaml").read_text()): job
-            for job in sweep.iterdir() if job.is_dir()}
-    refused, trained = _summary(jobs[True]), _summary(jobs[False])
-    assert refused["status"] == "failed" and refused["error"] == f"ConfigError: {THREADS_REFUSED}"
+    # trainer.threads is where a job runs, not what it computes: both jobs are one run, in one
+    # dir; the refused job says why in one line and the next trains it
+    assert THREADS_REFUSED in done.stderr + done.stdout
+    jobs = [job for job in sweep.iterdir() if job.is_dir()]
+    assert len(jobs) == 1
+    trained = _summary(jobs[0])
     assert trained["status"] == "ok" and trained["torch_threads"] == 1
     table = pd.read_csv(sweep / "table.csv")
-    assert sorted(table["status"]) == ["failed", "ok"]
+    assert list(table["status"]) == ["ok"]
 
 
 def test_a_refused_config_leaves_a_finished_run_in_its_dir_as_it_was(tmp_path):

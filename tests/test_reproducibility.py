@@ -30,15 +30,15 @@ TINY = ["dataset.limit=512", "trainer.batch_size=32", "trainer.epochs=3",
 PRESET = "seed_coulomb_1"
 
 
-def train(mnist_root: Path, cwd: Path, *overrides: str,
-          script: list[str] | None = None) -> subprocess.CompletedProcess:
+def train(mnist_root: Path, cwd: Path, *overrides: str, script: list[str] | None = None,
+          drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """`gansweep-train` (or the kill-probe script) on the tiny settings, in a fresh process;
-    ``overrides`` replace TINY's values of the same keys."""
+    ``overrides`` replace TINY's values of the same keys, ``drop`` leaves TINY's keys out."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     flags = [arg for arg in overrides if arg.startswith("-")]  # -m
     args = {arg.split("=", 1)[0]: arg for arg in [f"dataset.root={mnist_root}", *TINY, *overrides]
-            if not arg.startswith("-")}
+            if not arg.startswith("-") and arg.split("=", 1)[0] not in drop}
     cmd = [sys.executable, *(script or ["-m", "gansweep.train"]), *flags, *args.values()]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
 
@@ -115,13 +115,14 @@ def alone(mnist_root, tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 def test_multirun_job_matches_the_job_alone_at_any_position(mnist_root, tmp_path, alone):
-    """Job 0 (first in its process) and job 2 (after two jobs, one of another preset, built
-    and used the FID extractor in the same process) both equal the job run alone."""
-    sweep = tmp_path / "sweep"
-    proc = train(mnist_root, tmp_path, "-m", f"+experiment={PRESET},seed_standard,{PRESET}",
-                 f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for job in (f"0_{PRESET}", f"2_{PRESET}"):
+    """Job 0 (first in its process) and job 1 (after a job of another preset built and used
+    the FID extractor in the same process) both equal the job run alone."""
+    for order, job in ((f"{PRESET},seed_standard", f"0_{PRESET}"),
+                       (f"seed_standard,{PRESET}", f"1_{PRESET}")):
+        sweep = tmp_path / order.replace(",", "_")
+        proc = train(mnist_root, tmp_path, "-m", f"+experiment={order}",
+                     f"hydra.sweep.dir={sweep}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
         assert_same_run(alone, job_dir(sweep, job))
 
 
@@ -178,10 +179,18 @@ def test_job_without_a_thread_count_gets_the_process_default_back(mnist_root, tm
                                  capture_output=True, text=True, check=True).stdout)
     if default == 1:
         pytest.skip("torch defaults to 1 thread here: a leak of 1 thread cannot be seen")
+    # threads are no part of a run's identity: two jobs that differ only in them are one run
+    # (the second would find the first finished); presets of the test give each its own seed
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    for name, threads, seed in (("one_thread", 1, 0), ("default_threads", "null", 1)):
+        (conf / f"{name}.yaml").write_text(f"# @package _global_\ndefaults:\n  - {PRESET}\n"
+                                           f"trainer:\n  threads: {threads}\nseed: {seed}\n")
     sweep = tmp_path / "sweep"
-    proc = train(mnist_root, tmp_path, "-m", f"+experiment={PRESET}", "trainer.threads=1,null",
-                 "trainer.epochs=1", "trainer.max_batches_per_epoch=1", "fid=none",
-                 f"hydra.sweep.dir={sweep}")
+    proc = train(mnist_root, tmp_path, "-m", f"--config-dir={tmp_path / 'conf'}",
+                 "+experiment=one_thread,default_threads", "trainer.epochs=1",
+                 "trainer.max_batches_per_epoch=1", "fid=none", f"hydra.sweep.dir={sweep}",
+                 drop=("trainer.threads",))  # the presets set it
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = {job: (job_dir(sweep, job) / "train.log").read_text()
             for job in (f"0_{PRESET}", f"1_{PRESET}")}
