@@ -431,6 +431,15 @@ def test_packed_keras_adam_is_keras_adam_for_every_run_with_its_own_count():
                                            state["state"][k][moment], rtol=1e-14, atol=1e-18)
     lr = packed.current_lr()
     assert lr.tolist() == pytest.approx([opt.current_lr() for _, opt in singles], rel=1e-15)
+    # the packed optimiser's own state_dict (all runs at once) round-trips too
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in stacked]
+    again = PackedKerasAdam(copies, **{k: [0.0] * 3 for k in hyper})
+    again.load_state_dict(packed.state_dict())
+    for n in range(3):
+        a, b = packed.single_state_dict(n), again.single_state_dict(n)
+        assert a["iterations"] == b["iterations"] and a["param_groups"] == b["param_groups"]
+        assert all(torch.equal(a["state"][k][m], b["state"][k][m])
+                   for k in a["state"] for m in ("m", "v"))
 
 
 def test_packed_keras_adam_refuses_a_hyperparameter_count_that_is_not_one_per_run():
