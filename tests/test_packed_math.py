@@ -26,9 +26,12 @@ Streams (data order, z, Dropout masks) are compared bit for bit.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from gansweep.bench import cli as bench_cli
 from gansweep.gan.kernels import PlummerKernel
 from gansweep.gan.models import DCGAN, MLPGAN, RunDropout, use_generator
 from gansweep.gan.objectives import CoulombGAN, StandardGAN
@@ -94,12 +97,14 @@ def test_a_packed_mlp_gan_trains_each_run_as_it_trains_alone(family, n):
     check("mlp", family, n, batch=16)
 
 
-def test_convolutions_as_batched_matrix_products_train_the_same_runs():
-    check("dcgan", "coulomb", 2, conv_impl="bmm", steps=2)
+@pytest.mark.parametrize("conv_impl", ["bmm", "loop"])
+def test_other_packed_convolutions_train_the_same_runs(conv_impl):
+    check("dcgan", "coulomb", 2, conv_impl=conv_impl, steps=2)
 
 
-def test_the_fast_dcgan_packs_with_its_folded_upsampling_convolutions():
-    check("dcgan_fast", "standard", 2, steps=2)
+@pytest.mark.parametrize("conv_impl", ["grouped", "loop"])
+def test_the_fast_dcgan_packs_with_its_folded_upsampling_convolutions(conv_impl):
+    check("dcgan_fast", "standard", 2, steps=2, conv_impl=conv_impl)
 
 
 @pytest.mark.slow
@@ -426,6 +431,15 @@ def test_packed_keras_adam_is_keras_adam_for_every_run_with_its_own_count():
                                            state["state"][k][moment], rtol=1e-14, atol=1e-18)
     lr = packed.current_lr()
     assert lr.tolist() == pytest.approx([opt.current_lr() for _, opt in singles], rel=1e-15)
+    # the packed optimiser's own state_dict (all runs at once) round-trips too
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in stacked]
+    again = PackedKerasAdam(copies, **{k: [0.0] * 3 for k in hyper})
+    again.load_state_dict(packed.state_dict())
+    for n in range(3):
+        a, b = packed.single_state_dict(n), again.single_state_dict(n)
+        assert a["iterations"] == b["iterations"] and a["param_groups"] == b["param_groups"]
+        assert all(torch.equal(a["state"][k][m], b["state"][k][m])
+                   for k in a["state"] for m in ("m", "v"))
 
 
 def test_packed_keras_adam_refuses_a_hyperparameter_count_that_is_not_one_per_run():
@@ -433,3 +447,27 @@ def test_packed_keras_adam_refuses_a_hyperparameter_count_that_is_not_one_per_ru
     with pytest.raises(ValueError, match="lr has 2 values for 3 runs"):
         PackedKerasAdam([p], lr=[1e-3, 1e-3], beta_1=[0.5] * 3, beta_2=[0.999] * 3,
                         epsilon=[1e-7] * 3, decay=[0.0] * 3)
+
+
+# ----------------------------------------------------------------------------- the bench
+@pytest.mark.slow
+def test_the_pack_bench_times_packed_separate_and_alone_runs(mnist_root, tmp_path, capsys):
+    out = tmp_path / "pack.json"
+    bench_cli.main(["--pack", "2", "--steps", "2", "--warmup", "1", "--batch-size", "8",
+                    "--limit", "64", "--gan-types", "coulomb", "--impls", "reference",
+                    "--data-root", str(mnist_root), "--device", "cpu", "--threads", "1",
+                    "--peak-size", "256", "--json", str(out)])
+    report = json.loads(out.read_text())
+    rows = report["results"]["coulomb/reference"]["rows"]
+    assert set(rows) == {"alone", "separate", "packed/grouped", "packed/bmm", "packed/loop"}
+    assert rows["alone"]["runs"] == 1 and rows["packed/grouped"]["runs"] == 2
+    # the pack's work is its runs' work: twice one run's
+    assert rows["packed/bmm"]["gflop_per_step"] == rows["separate"]["gflop_per_step"]
+    assert rows["separate"]["gflop_per_step"] == pytest.approx(
+        2 * rows["alone"]["gflop_per_step"], rel=1e-6)
+    for row in rows.values():
+        assert row["run_steps_per_s"] == pytest.approx(row["runs"] / row["median_s"])
+        assert 0 < row["fraction_of_peak"] == pytest.approx(
+            row["gflops"] / report["matmul_peak_gflops"])
+    assert report["results"]["coulomb/reference"]["fastest_conv"] in ("grouped", "bmm", "loop")
+    assert "run-steps/s" in capsys.readouterr().out

@@ -48,6 +48,11 @@ def parser() -> argparse.ArgumentParser:
                         help="where to write the JSON (default outputs/bench/bench_<time>.json)")
     parser.add_argument("-o", "--overrides", nargs="*", default=[],
                         help="extra Hydra overrides for every run, e.g. trainer.threads=2")
+    parser.add_argument("--pack", type=int, default=0, metavar="N",
+                        help="instead: run-steps/s of N runs packed into one model vs the same "
+                             "N runs stepped separately vs 1 run alone (gansweep.packed)")
+    parser.add_argument("--pack-conv", choices=("grouped", "bmm", "loop", "all"), default="all",
+                        help="with --pack: the packed convolutions to time")
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -55,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     # torch, Hydra and the trainer load only now, so --help and a bad flag answer at once
-    from gansweep.bench import measure, report, suite
+    from gansweep.bench import measure, pack, report, suite
     from gansweep.device import check_device_name
 
     if (problem := check_device_name(args.device)) is not None:
@@ -63,6 +68,14 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.rss_probe:
         measure.probe_main(args.overrides, args.steps)
+        return
+    if args.pack:
+        result = pack.bench(args)
+        path = Path(args.json or f"outputs/bench/pack_{time.strftime('%Y-%m-%d_%H-%M-%S')}.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(pack.format_report(result))
+        print(f"\nJSON: {path}")
         return
     if args.peer == "keras" and not measure.tensorflow_importable():
         parser().error("--peer keras needs TensorFlow, which is not installed here; "

@@ -7,14 +7,17 @@ the convolution stacks, whose layout is the convolution implementation's own:
 - ``grouped`` (``F.conv2d`` with ``groups=N``): batch-major ``[B, N, C, H, W]``, a view of
   the ``[B, N * C, H, W]`` a grouped convolution takes, stored channels_last (oneDNN's
   grouped convolutions are several times faster so on a CPU, cuDNN's are NHWC-native);
-- ``bmm`` (``F.unfold`` + ``torch.baddbmm``): run-major ``[N, B, C, H, W]``.
+- ``bmm`` (``F.unfold`` + ``torch.baddbmm``): run-major ``[N, B, C, H, W]``;
+- ``loop`` (one ``F.conv2d`` per run, the runs' weights unbound from the stack): run-major.
+  N calls instead of one (a GPU pays N launches), but each is the single run's own
+  convolution, which a CPU's oneDNN runs faster than the grouped one at batch 128.
 
-Which is faster depends on the device and the sizes (``gansweep-bench --pack``); both give
+Which is fastest depends on the device and the sizes (``gansweep-bench --pack``); all give
 each run the numbers of its single-run layer up to float32 summation order. A network moves
 its activations into a convolution stack's layout with ``to_layout`` and back with
 ``from_layout``; ``PackedBatchNorm`` takes the position of the run axis (``run_dim``).
 
-Every layer is built from the N single-run layers (``stack``): their parameters and
+Every layer is built from the N single-run layers, their parameters and
 buffers stacked, so a pack starts where its N runs start.
 """
 
@@ -27,7 +30,7 @@ from torch import nn
 from gansweep.gan.models import (_FOLD, KerasBatchNorm, SameConv2d, fold_upsample_conv_weight,
                              moving_variance_factor)
 
-CONV_IMPLS = ("grouped", "bmm")
+CONV_IMPLS = ("grouped", "bmm", "loop")
 
 
 def _stacked(tensors) -> nn.Parameter:
@@ -79,7 +82,7 @@ class PackedConv2d(nn.Module):
         super().__init__()
         if impl not in CONV_IMPLS:
             raise ValueError(f"error: conv_impl={impl!r} is not one of {list(CONV_IMPLS)}. "
-                             "Fix: choose grouped or bmm")
+                             "Fix: choose one of those")
         for attribute in ("in_channels", "out_channels", "kernel_size", "stride", "padding",
                           "dilation", "groups", "padding_mode"):
             _same(layers, attribute)
@@ -145,12 +148,23 @@ class PackedConv2d(nn.Module):
 
     def _conv(self, x, weight, bias, stride, pad, kernel) -> torch.Tensor:
         n, out_ch = weight.shape[:2]
-        if self.impl == "grouped":  # x: [B, N, C, H, W]
-            b = x.shape[0]
-            x = x.reshape(b, -1, *x.shape[-2:])
-            x = F.pad(x, pad) if any(pad) else x
-            y = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride=stride, groups=n)
-            return y.view(b, n, out_ch, *y.shape[-2:])
+        if self.impl in ("grouped", "loop"):
+            # zero padding: the convolution's own where it is symmetric (no padded copy),
+            # F.pad first where TF's 'same' pads one pixel more after than before
+            symmetric = pad[0] == pad[1] and pad[2] == pad[3]
+            padding = (pad[2], pad[0]) if symmetric else 0
+
+            def conv(xs, ws, bs, groups=1):
+                xs = xs if symmetric else F.pad(xs, pad)
+                return F.conv2d(xs, ws, bs, stride=stride, padding=padding, groups=groups)
+
+            if self.impl == "grouped":  # x: [B, N, C, H, W]
+                b = x.shape[0]
+                y = conv(x.reshape(b, -1, *x.shape[-2:]), weight.flatten(0, 1), bias.flatten(), n)
+                return y.view(b, n, out_ch, *y.shape[-2:])
+            # loop, x: [N, B, C, H, W]; unbind: one gradient op for the stack, not N copies
+            return torch.stack([conv(xn, wn, bn) for xn, wn, bn in
+                                zip(x.unbind(0), weight.unbind(0), bias.unbind(0))])
         # bmm, x: [N, B, C, H, W]: every run's patches as rows, one matrix product per run
         b, (h, w) = x.shape[1], x.shape[-2:]
         flat = x.flatten(0, 1)

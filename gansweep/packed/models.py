@@ -190,13 +190,13 @@ class PackedGAN(nn.Module):
 
 class PackedDCGAN(PackedGAN):
     """N ``gansweep.gan.models.DCGAN``s (``impl`` reference or fast) as one model.
-    ``conv_impl``: ``grouped`` or ``bmm`` (``gansweep.packed.layers``)."""
+    ``conv_impl``: ``grouped``, ``bmm`` or ``loop`` (``gansweep.packed.layers``)."""
 
     def __init__(self, gans: list[GAN], conv_impl: str = "grouped"):
         super().__init__(gans)
         if conv_impl not in CONV_IMPLS:
             raise ValueError(f"error: conv_impl={conv_impl!r} is not one of {list(CONV_IMPLS)}. "
-                             "Fix: choose grouped or bmm")
+                             "Fix: choose one of those")
         if not (isinstance(gans[0].generator, Generator)
                 and isinstance(gans[0].discriminator, Discriminator)):
             raise ValueError(f"error: PackedDCGAN packs DCGANs, got a "
