@@ -167,3 +167,20 @@ def test_a_job_another_launch_holds_is_waited_for_not_counted_as_failed(
     assert waited == [jobs[0][1]]
     assert [e["status"] if isinstance(e, dict) else e for e in ends] == ["ok", "ok"]
     assert _summary(jobs[0][1])["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_a_run_listed_twice_in_one_pack_is_trained_once_and_both_jobs_get_its_result(
+        tiny_overrides, tmp_path):
+    """``model.impl=fast,reference`` (the arithmetic, not the identity) or a seed listed twice
+    gives two jobs one dir: the second is neither refused by the first's lock (a failed
+    setting for halving) nor trained again."""
+    cfgs = _cfgs(tiny_overrides, ["model.impl=fast"], ["model.impl=reference"], ["seed=1"],
+                 common=["+experiment=seed_coulomb_1"])
+    jobs = [(cfgs[0], tmp_path / "run0"), (cfgs[1], tmp_path / "run0"),
+            (cfgs[2], tmp_path / "run1")]
+    ends = _outcomes(driver.train_group(jobs))
+    assert [e["status"] if isinstance(e, dict) else e for e in ends] == ["ok"] * 3
+    assert ends[0]["fid_lenet"] == ends[1]["fid_lenet"]
+    rows = (tmp_path / "run0" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == len((tmp_path / "run1" / "metrics.jsonl").read_text().splitlines())
