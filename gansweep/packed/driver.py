@@ -33,7 +33,8 @@ from gansweep.packed.objectives import PackedCoulomb, PackedStandard
 from gansweep.packed.optim import PackedKerasAdam
 from gansweep.packed.step import Pack, packed_train_step
 from gansweep.runs.signals import Interrupted, on_stop_signals
-from gansweep.runs.trainer import Run, configure_process, run
+from gansweep.runs.job import run_when_free
+from gansweep.runs.trainer import Run, configure_process
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +147,32 @@ def _settled(value) -> Callable[[], dict]:
 
 def train_group(jobs: list[tuple[DictConfig, Path]], conv_impl: str = "auto",
                 cuda_graphs: bool = True) -> list[Callable[[], dict]]:
-    """Train the runs of ``jobs`` (config, dir) together; one outcome per job, in order."""
+    """Train the runs of ``jobs`` (config, dir) together; one outcome per job, in order.
+
+    A job whose dir another process holds (another launch into the same sweep training it)
+    is not a failed job: once the others are trained and their locks released, it waits for
+    that holder and runs again, as under the other launchers (``run_when_free``):
+    a run the holder finished is skipped and its result returned, one it left is resumed."""
     if len(jobs) == 1:
         cfg, out_dir = jobs[0]
-        return [lambda: run(cfg, out_dir)]
+        return [lambda: run_when_free(cfg, out_dir)]
     results: list = [None] * len(jobs)
+    busy: list[int] = []
     with contextlib.ExitStack() as held:
         runs: dict[int, Run] = {}
         device = None
         for i, (cfg, out_dir) in enumerate(jobs):
+            if any(out_dir == other for _, other in jobs[:i]):  # one run listed twice (same
+                busy.append(i)  # identity): its result once the first is trained
+                continue
             try:
                 artifacts.ensure_writable(out_dir)
-                held.enter_context(artifacts.RunLock(out_dir))
+                try:
+                    held.enter_context(artifacts.RunLock(out_dir))
+                except artifacts.RunLocked as exc:
+                    _say_busy(out_dir, exc)
+                    busy.append(i)
+                    continue
                 done = summary.finished(cfg, out_dir)
                 if done is not None:
                     log.info("%s already finished this config; skipping", out_dir)
@@ -170,7 +185,28 @@ def train_group(jobs: list[tuple[DictConfig, Path]], conv_impl: str = "auto",
             except Exception as exc:  # noqa: BLE001 - recorded by job_outcome, as alone
                 results[i] = exc
         results = _train_packed(runs, results, conv_impl, cuda_graphs)
+    if busy:  # our locks are released: a job listed twice in this launch waits for nobody
+        for i in busy:
+            artifacts.RunLock(jobs[i][1]).wait()
+        again = train_group([jobs[i] for i in busy], conv_impl, cuda_graphs)
+        for i, outcome in zip(busy, again):
+            results[i] = _outcome_value(outcome)
     return [_settled(r) for r in results]
+
+
+def _say_busy(out_dir: Path, exc: artifacts.RunLocked) -> None:
+    holder = exc.holder
+    log.warning("job dir %s is in use by pid %s on host %s (since %s): waiting for it to "
+                "finish, then using its result", out_dir, holder.get("pid", "?"),
+                holder.get("host", "?"), holder.get("since", "?"))
+
+
+def _outcome_value(outcome: Callable[[], dict]):
+    """An outcome's summary, or the exception it raises (to be raised again by ``_settled``)."""
+    try:
+        return outcome()
+    except Exception as exc:  # noqa: BLE001 - raised again where job_outcome reads it
+        return exc
 
 
 def _train_packed(runs: dict[int, Run], results: list, conv_impl: str,
@@ -197,6 +233,8 @@ def _train_packed(runs: dict[int, Run], results: list, conv_impl: str,
                 members = [i for i, r in active.items() if not r.done]
                 for i in [i for i in active if i not in members]:  # resumed when already done
                     results[i] = _finish(active.pop(i))
+                    if isinstance(results[i], Interrupted):
+                        stop_all(results[i].signum, None)
                 if not members:
                     break
                 packed = PackedRuns([active[i].state for i in members], impl, cuda_graphs)
@@ -207,6 +245,8 @@ def _train_packed(runs: dict[int, Run], results: list, conv_impl: str,
                 for i in members:
                     if i not in active and results[i] is None:  # done: its final checkpoint
                         results[i] = _finish(started[i])  # and evaluation now
+                    if isinstance(results[i], Interrupted):  # a stop during its final
+                        stop_all(results[i].signum, None)  # evaluation stops the others too
     except Interrupted as exc:
         for i, r in active.items():
             r.close()
@@ -221,8 +261,8 @@ def _train_packed(runs: dict[int, Run], results: list, conv_impl: str,
 def _train_round(packed: PackedRuns, members: list[int], active: dict[int, Run],
                  results: list) -> None:
     """One batch of every member: what is due before it, the fused step, what is due after
-    it. A run that diverges or finishes leaves ``active``; a stop raises ``Interrupted``
-    once every run has its checkpoint."""
+    it. A run that diverges, fails or finishes leaves ``active`` (the others carry on, as
+    each would alone); a stop raises ``Interrupted`` once every run has its checkpoint."""
     if any(_due_before(active[i]) for i in members):
         packed.sync()
     stopped = []
@@ -231,10 +271,14 @@ def _train_round(packed: PackedRuns, members: list[int], active: dict[int, Run],
             active[i].before_batch()
         except Interrupted as exc:
             stopped.append(exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint finding it diverged
+            _leave(i, active, results, exc)
     if stopped:
         for r in active.values():
             r.status("interrupted", error=str(stopped[0]), last_sample=r.last_sample())
         raise stopped[0]
+    if set(active) != set(members):  # one left before the step: the pack is built again
+        return
     outs = packed.train_batch()
     if any(_due_after(active[i]) for i in members):
         packed.sync()
@@ -242,13 +286,23 @@ def _train_round(packed: PackedRuns, members: list[int], active: dict[int, Run],
         r = active[i]
         try:
             r.after_batch(out)
-        except Diverged as exc:
-            results[i] = r.diverged(exc)  # the others carry on
-            r.close()
-            del active[i]
+        except Interrupted as exc:  # came in its last batch: checkpointed, done; the
+            r.status("interrupted", error=str(exc), last_sample=r.last_sample())
+            _leave(i, active, results, exc)  # others stop at their next batch boundary
+            continue
+        except Exception as exc:  # noqa: BLE001 - diverged, or failed as it would alone
+            _leave(i, active, results, exc)
             continue
         if r.done:
             del active[i]
+
+
+def _leave(i: int, active: dict[int, Run], results: list, exc: Exception) -> None:
+    """Run ``i`` stops alone: diverged (its summary says so), failed or stopped (the error is
+    its outcome, recorded by job_outcome as for a run alone)."""
+    r = active.pop(i)
+    results[i] = r.diverged(exc) if isinstance(exc, Diverged) else exc
+    r.close()
 
 
 def _finish(r: Run):
