@@ -52,6 +52,11 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         module.__spec__ = self.spec
 
+    def get_code(self, fullname):
+        """``python -m <old path>`` (runpy): the code of the module that holds it now."""
+        target = importlib.util.find_spec(MOVED[fullname])
+        return target.loader.get_code(target.name)
+
 
 if not any(isinstance(finder, _Moved) for finder in sys.meta_path):
     sys.meta_path.insert(0, _Moved())

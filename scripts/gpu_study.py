@@ -519,7 +519,7 @@ def score(args) -> int:
     environ = {**os.environ, **{k: os.environ.get(k, share) for k in (
         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     print(f"score: {len(runs)} finished runs in {jobs} processes", flush=True)
-    procs = [subprocess.Popen([sys.executable, "-m", "gansweep.rescore",
+    procs = [subprocess.Popen([sys.executable, "-m", "gansweep.runs.rescore",
                                *map(str, runs[i::jobs]), *args.rescore, "--no-table"],
                               env=environ) for i in range(jobs)]
     codes = [proc.wait() for proc in procs]

@@ -2,7 +2,7 @@
 # The seed study on one GPU, scored there: the seven seed presets x SEEDS side by side on the
 # card (sweep/), `seed_standard` at more seeds beside them for its collapse rate (collapse/),
 # LeNet metrics every LENET_EVERY epochs and at the end, then the Inception FID of each
-# finished run's final G on the card with gansweep-eval (`python -m gansweep.rescore`, in
+# finished run's final G on the card with gansweep-eval (`python -m gansweep.runs.rescore`, in
 # EVAL_JOBS processes side by side: default half the cores), and only records brought back:
 # summaries, metrics, evaluation records, final grids, tables. Written for a machine with
 # Python and torch but no Hydra and no network (.gpu/ carried: scripts/gpu_prepare.sh), and
@@ -26,10 +26,11 @@
 #   PRECISION=auto     auto: IEEE float32 (trainer.tf32=false) where its calibrated plan fits
 #                      MAX_EPOCHS, else TF32 (a second calibration) where that trains more;
 #                      the choice and why are printed and kept in plan.json. float32|tf32
-#   STUDY_LAUNCHER=joblib  the Hydra launcher (hydra/launcher=...): joblib runs one process
-#                      per run (N_JOBS, EXTRA_N_JOBS: default every run of the sweep at once);
-#                      `packed` (one fused model per sweep, in one process) is the one
-#                      intended here once it exists; LAUNCHER_OVERRIDES for its settings
+#   STUDY_LAUNCHER=packed  the Hydra launcher (hydra/launcher=...): packed trains each sweep's
+#                      compatible runs as one fused model in one process (docs/running.md,
+#                      "Packed runs"); joblib runs one process per run (N_JOBS,
+#                      EXTRA_N_JOBS: default every run of the sweep at once);
+#                      LAUNCHER_OVERRIDES for its settings
 #   PRESETS='glob(seed_*)'  SEEDS=0,1,2  (sweep/)
 #   STUDY_EXTRA_SEEDS='range(3,13)'  seed_standard's further seeds (collapse/; empty: none),
 #                      STUDY_EXTRA_EPOCHS (default: the study's), EXTRA_LENET_EVERY=1
@@ -58,7 +59,7 @@ DEVICE=${DEVICE:-cuda}
 PRESETS=${PRESETS:-glob(seed_*)}
 SEEDS=${SEEDS:-0,1,2}
 STUDY_EXTRA_SEEDS=${STUDY_EXTRA_SEEDS-range(3,13)}
-STUDY_LAUNCHER=${STUDY_LAUNCHER:-joblib}
+STUDY_LAUNCHER=${STUDY_LAUNCHER:-packed}
 LENET_EVERY=${LENET_EVERY:-5}
 EXTRA_LENET_EVERY=${EXTRA_LENET_EVERY:-1}
 LOG_EVERY=${LOG_EVERY:-100}

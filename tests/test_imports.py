@@ -173,3 +173,19 @@ def test_composing_every_preset_imports_no_torch():
     assert done.returncode == 0, done.stderr[-2000:]
     count, torch_loaded = done.stdout.split()
     assert int(count) >= 7 and torch_loaded == "False"
+
+
+def test_module_paths_of_earlier_releases_resolve_to_the_modules_that_hold_them_now():
+    """Configs, records and job hashes name classes by the paths they had (``_target_:
+    gansweep.models.DCGAN``): each old path imports the same module object, and runs with
+    ``python -m`` as before."""
+    import importlib
+
+    import gansweep
+
+    for old, new in gansweep.MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+        assert importlib.import_module(new).__spec__.name == new  # the alias leaves it alone
+    done = subprocess.run([sys.executable, "-m", "gansweep.rescore", "--help"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "gansweep-eval" in done.stdout, done.stderr[-1000:]

@@ -103,19 +103,25 @@ class KerasBatchNorm(nn.Module):
             dims = [d for d in range(x.ndim) if d != self.axis % x.ndim]
             mean = x.mean(dim=dims)
             var = x.var(dim=dims, unbiased=False)
-            with torch.no_grad():
-                n = x.numel() // x.shape[self.axis]
-                moving_var = var * moving_variance_factor(self.moving_var, n, self.epsilon)
-                if self.zero_debias:
-                    self._zero_debiased_update(mean, moving_var)
-                else:
-                    self.moving_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
-                    self.moving_variance.mul_(self.momentum).add_((1 - self.momentum) * moving_var)
+            self.update_moving(mean, var, x.numel() // x.shape[self.axis])
         else:
             mean, var = self.moving_mean, self.moving_variance
         scale = self.weight * torch.rsqrt(var + self.epsilon)
         shift = self.bias - mean * scale
         return x * self._broadcast(scale, x.ndim) + self._broadcast(shift, x.ndim)
+
+    @torch.no_grad()
+    def update_moving(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+        """The moving statistics after a batch of n values per feature with this mean and
+        (biased) variance: zero-debiased or a plain EMA, the variance carried by the layer's
+        ``moving_var`` rule. Shared with the packed layer (``gansweep.packed.layers``), whose
+        statistics carry a leading run axis."""
+        moving_var = var * moving_variance_factor(self.moving_var, n, self.epsilon)
+        if self.zero_debias:
+            self._zero_debiased_update(mean, moving_var)
+        else:
+            self.moving_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
+            self.moving_variance.mul_(self.momentum).add_((1 - self.momentum) * moving_var)
 
     def _zero_debiased_update(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         """TF's assign_moving_average(zero_debias=True), which Keras >= 2.1.3 uses: an EMA

@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gansweep.gan.models import (_FOLD, KerasBatchNorm, SameConv2d, fold_upsample_conv_weight,
-                             moving_variance_factor)
+from gansweep.gan.models import _FOLD, KerasBatchNorm, SameConv2d, fold_upsample_conv_weight
 
 CONV_IMPLS = ("grouped", "bmm", "loop")
 
@@ -226,14 +225,7 @@ class PackedBatchNorm(nn.Module):
             dims = [d for d in range(x.ndim) if d not in (run_dim, feature)]
             mean = x.mean(dim=dims)  # [N, F]: run_dim < feature always
             var = x.var(dim=dims, unbiased=False)
-            with torch.no_grad():
-                n = x.numel() // (mean.numel())
-                moving_var = var * moving_variance_factor(self.moving_var, n, self.epsilon)
-                if self.zero_debias:
-                    self._zero_debiased_update(mean, moving_var)
-                else:
-                    self.moving_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
-                    self.moving_variance.mul_(self.momentum).add_((1 - self.momentum) * moving_var)
+            KerasBatchNorm.update_moving(self, mean, var, x.numel() // mean.numel())
         else:
             mean, var = self.moving_mean, self.moving_variance
         scale = self.weight * torch.rsqrt(var + self.epsilon)
