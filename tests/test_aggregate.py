@@ -265,3 +265,16 @@ def test_seed_presets_name_their_study_and_row():
     for preset, row in (("seed_standard", "Standard GAN"), ("seed_coulomb_5", "Coulomb No.5")):
         cfg = compose_config([f"+experiment={preset}"])
         assert dict(cfg.reference) == {"study": "keras2018", "row": row}
+
+
+def test_the_tables_help_is_one_screen_and_the_page_options_have_their_own(capsys):
+    """gansweep-table --help shows what a user tables with; a results page's options (still
+    accepted by gansweep-table, as the pages' markers name them) are gansweep-table-report's."""
+    for entry, wanted, unwanted in ((aggregate.main, "gansweep-table-report --help", "--figures"),
+                                    (aggregate.report_main, "--figures", None)):
+        with pytest.raises(SystemExit):
+            entry(["--help"])
+        text = capsys.readouterr().out
+        assert wanted in text and (unwanted is None or unwanted not in text)
+        if entry is aggregate.main:
+            assert len(text.splitlines()) <= 24

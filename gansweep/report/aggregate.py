@@ -129,13 +129,34 @@ class AggregateCallback(Callback):
                 print(f"gansweep-table failed on {sweep_dir}: {exc}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gansweep-table", description=__doc__.splitlines()[0])
+class _Hidden:
+    """An argument group whose options parse but stay out of ``--help``: gansweep-table's
+    page-publishing options, which ``gansweep-table-report --help`` shows."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.parser = parser
+
+    def add_argument(self, *args, **kwargs):
+        return self.parser.add_argument(*args, **{**kwargs, "help": argparse.SUPPRESS})
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    """``gansweep-table-report``: a results page's generated blocks (``--report PATH``), the
+    options ``gansweep-table --help`` leaves out to stay one screen."""
+    return main(argv, publishing=True)
+
+
+def main(argv: list[str] | None = None, publishing: bool = False) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gansweep-table-report" if publishing else "gansweep-table",
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=None if publishing else "A results page's generated blocks (--report PAGE and "
+        "its options):\n  gansweep-table-report --help")
     parser.add_argument("dirs", nargs="+", help="sweep or run directories")
     parser.add_argument("--out", help="where to write the table files (default: the first dir)")
     report = parser.add_argument_group(
         "report", "--report PATH writes a study's markdown block (gansweep.report.publish) "
-        "instead of the table files, and nothing into the dirs")
+        "instead of the table files, and nothing into the dirs") if publishing else _Hidden(parser)
     report.add_argument("--report", metavar="PATH", help="the markdown file: a new file, or one "
                         "holding the block's markers (only the block is replaced)")
     report.add_argument("--figures", metavar="DIR", help="where the PNGs go (default: the "
