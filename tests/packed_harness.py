@@ -169,17 +169,21 @@ class Packed:
         return packed_train_step(self.pack, *self.draws(data, step),
                                  step if run_steps is None else run_steps)
 
+    def release_runs(self) -> None:
+        """Drop the single-run networks and optimisers the pack was built from (their
+        generators stay: they drive the pack's streams), to halve the memory of a big pack."""
+        for single in self.singles:
+            single.gan = single.opt_d = single.opt_g = single.parts = None
+
     def snapshot(self, index: int) -> dict:
-        gans = [s.gan for s in self.singles]
-        self.model.unstack(gans)
-        gan = gans[index]
-        grads = {}
+        """Run ``index``'s part of the pack in the single-run format (what ``unstack`` writes
+        into a run: the packed state_dicts share the single ones' keys)."""
+        found = {}
         for net in ("generator", "discriminator"):
-            grads[f"grad_{net}"] = {k: p.grad[index].clone() for k, p in
-                                    getattr(self.model, net).named_parameters()}
-        return {"generator": clone(gan.generator.state_dict()),
-                "discriminator": clone(gan.discriminator.state_dict()), **grads,
-                "opt_d": self.opt_d.single_state_dict(index),
+            module = getattr(self.model, net)
+            found[net] = {k: v[index].clone() for k, v in module.state_dict().items()}
+            found[f"grad_{net}"] = {k: p.grad[index].clone() for k, p in module.named_parameters()}
+        return {**found, "opt_d": self.opt_d.single_state_dict(index),
                 "opt_g": self.opt_g.single_state_dict(index)}
 
 
@@ -198,31 +202,19 @@ def fake_points(n: int, dtype: torch.dtype, seed: int = 9) -> torch.Tensor:
     return (centres + 0.02 * torch.randn(n, 2, generator=g)).to(dtype)
 
 
-def train_apart_and_packed(runs: list[RunSpec], model: str, dtype: torch.dtype, batch: int,
-                           data: torch.Tensor, steps: int, record: tuple[int, ...],
-                           conv_impl: str = "grouped", **options):
-    """Snapshots after each step count in ``record``, ``{step: [run n's snapshot]}``, of the
-    runs alone and of the pack (``options``: ``arch``, ``fake_mode``), and the first step's
-    outputs (d_loss, g_loss, fakes) of each: a list of N triples alone, one [N] triple
-    packed."""
-    apart, first_apart = {k: [] for k in record}, []
-    for spec in runs:
-        single = Single(spec, model, dtype, batch, **options)
-        for step in range(steps):
-            outputs = single.step(data, step)
-            if step == 0:
-                first_apart.append(outputs)
-            if step + 1 in record:
-                apart[step + 1].append(single.snapshot())
+def lockstep(runs: list[RunSpec], model: str, dtype: torch.dtype, batch: int,
+             data: torch.Tensor, steps: int, conv_impl: str = "grouped", **options):
+    """The runs alone and packed, stepped side by side: yields (steps done, the singles,
+    the pack, the singles' step outputs, the pack's) after every step, so a test compares
+    at the step counts it wants and keeps nothing else (a DCGAN run's state is 125 MB in
+    float32). ``options``: ``arch``, ``fake_mode``."""
+    singles = [Single(spec, model, dtype, batch, **options) for spec in runs]
     packed = Packed(runs, model, dtype, batch, conv_impl, **options)
-    together, first_together = {}, None
+    packed.release_runs()
     for step in range(steps):
-        outputs = packed.step(data, step)
-        if step == 0:
-            first_together = outputs
-        if step + 1 in record:
-            together[step + 1] = [packed.snapshot(i) for i in range(len(runs))]
-    return apart, together, first_apart, first_together
+        together = packed.step(data, step)
+        apart = [single.step(data, step) for single in singles]
+        yield step + 1, singles, packed, apart, together
 
 
 # ----------------------------------------------------------------------------- comparing
@@ -274,15 +266,20 @@ def elementwise_errors(expected: dict, actual: dict) -> dict[str, tuple[float, s
 
 
 def median_errors(expected: dict, actual: dict) -> dict[str, float]:
-    """Per kind: the median of |actual - expected| over its elements (every k-th of them
-    where there are more than 2^16, a fixed sample), relative to the largest |expected| of
-    that kind: immune to a few elements far off."""
+    """Per kind: the median of |actual - expected| over its elements (every k-th element of
+    a tensor of more than 2^14, a fixed sample), relative to the largest |expected| of that
+    kind: immune to a few elements far off."""
     want, got = quantities(expected), quantities(actual)
+
+    def sample(t: torch.Tensor) -> torch.Tensor:
+        flat = t.flatten()
+        return flat[::max(1, flat.numel() // 2**14)].double()
+
     errors = {}
     for kind, tensors in want.items():
-        a = torch.cat([t.double().flatten() for t in tensors.values()])
-        b = torch.cat([got[kind][name].double().flatten() for name in tensors])
-        scale = a.abs().max().item()
-        median = (b - a).abs()[::max(1, a.numel() // 2**16)].median().item()
+        scale = max(t.abs().max().item() for t in tensors.values())
+        differences = torch.cat([(sample(got[kind][name]) - sample(t)).abs()
+                                 for name, t in tensors.items()])
+        median = differences.median().item()
         errors[kind] = median / scale if scale else median
     return errors
