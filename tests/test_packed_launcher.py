@@ -76,11 +76,13 @@ def _last(job):
 
 def _assert_like_alone(packed_job, alone_job):
     """The same run packed and alone: its streams bit for bit (data order, noise, Dropout
-    masks: the generators end in the same states), its counters, and its weights to 0.1% of
-    each tensor's largest value. The fused step sums in another order, and Adam's first
-    steps amplify that rounding where a gradient is near zero (m / sqrt(v) is about its
-    sign): about 1e-4 of the scale after 4 steps here; a hyperparameter routed to the wrong
-    run moves weights by its learning rate each step, some 10% of the scale."""
+    masks: the generators end in the same states), its counters, and each weight tensor to
+    0.1% in mean absolute difference over mean absolute value. The fused step sums in
+    another order, and float32 rounding flips a ReLU branch or a near-zero gradient's sign
+    here and there, which Adam turns into a whole step for that element (single elements
+    differ by up to a few 1e-3 of the scale: tests/test_packed_math.py); a hyperparameter
+    routed to the wrong run moves every element by its learning rate each step, some 10%.
+    """
     a, b = _last(packed_job), _last(alone_job)
     assert a["counters"]["step"] == b["counters"]["step"] > 0
     for stream in ("torch", "noise"):
@@ -90,8 +92,8 @@ def _assert_like_alone(packed_job, alone_job):
     for net in ("generator", "discriminator"):
         for key, value in b[net].items():
             if value.is_floating_point() and value.numel() > 1 and not key.endswith("bias"):
-                scale = value.abs().max().item()
-                assert (a[net][key] - value).abs().max().item() <= 1e-3 * scale, key
+                scale = value.abs().mean().item()
+                assert (a[net][key] - value).abs().mean().item() <= 1e-3 * scale, key
     sa, sb = _summary(packed_job), _summary(alone_job)
     assert sa["status"] == sb["status"] == "ok" and sa["epochs_done"] == sb["epochs_done"]
     assert math.isclose(sa["fid_lenet"], sb["fid_lenet"], rel_tol=1e-3)
