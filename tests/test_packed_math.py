@@ -34,10 +34,10 @@ import torch
 
 from gansweep.bench import cli as bench_cli
 from gansweep.gan.kernels import PlummerKernel
-from gansweep.gan.models import DCGAN, MLPGAN, RunDropout, use_generator
+from gansweep.gan.models import DCGAN, MLPGAN, RunDropout
 from gansweep.gan.objectives import CoulombGAN, StandardGAN
 from gansweep.gan.optim import KerasAdam
-from gansweep.packed.models import PackedDCGAN, PackedMLPGAN, check_one_architecture, pack
+from gansweep.packed.models import PackedDCGAN, PackedMLPGAN, check_one_architecture
 from gansweep.packed.objectives import packed_objective
 from gansweep.packed.optim import PackedKerasAdam
 from gansweep.packed.step import packed_train_step
@@ -347,7 +347,8 @@ def test_a_run_continues_packed_and_alone_either_way():
     for step in (2, 3):
         continued.step(data, step, run_steps=torch.tensor([step, step - 2]))
     assert_agree(reference.snapshot(), continued.snapshot(0), RTOL64, "alone then packed")
-    assert continued.model.generator.bn1.debias_steps.tolist() == [4, 2]  # one training-mode G call a step
+    # one training-mode G forward a step: each run its own BatchNorm count
+    assert continued.model.generator.bn1.debias_steps.tolist() == [4, 2]
 
     together = Packed(runs, "dcgan", torch.float64, 4)
     for step in range(4):
@@ -409,7 +410,7 @@ def test_packed_keras_adam_is_keras_adam_for_every_run_with_its_own_count():
     hyper = dict(lr=[1e-3, 1e-4, 2e-2], beta_1=[0.5, 0.9, 0.5], beta_2=[0.999, 0.99, 0.9],
                  epsilon=[1e-7, 1e-8, 1e-3], decay=[1e-3, 0.0, 1e-2])
     shapes = [(4, 3), (5,), (2, 1, 3, 3)]
-    singles, params = [], []
+    singles = []
     for n in range(3):
         ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64))
               for s in shapes]

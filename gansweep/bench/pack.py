@@ -211,7 +211,8 @@ def bench(args) -> dict:
 
 
 def format_report(report: dict) -> str:
-    peaks = ", ".join(f"{name} {value:.1f}" for name, value in report["matmul_peaks_gflops"].items())
+    peaks = ", ".join(f"{name} {value:.1f}"
+                      for name, value in report["matmul_peaks_gflops"].items())
     lines = [f"device {report['device']}, torch {report['torch']}, {report['threads']} threads, "
              f"load average {report['load_average'][0]:.2f}, batch {report['batch_size']}, "
              f"{report['steps']} timed steps after {report['warmup']} warm-up (interleaved)",

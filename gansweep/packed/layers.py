@@ -72,8 +72,9 @@ class PackedLinear(nn.Module):
 
 
 class PackedConv2d(nn.Module):
-    """N ``nn.Conv2d`` / ``SameConv2d`` layers (TensorFlow 'same' padding, possibly
-    asymmetric, applied with ``F.pad`` first as ``SameConv2d`` does). ``weight`` is
+    """N ``nn.Conv2d`` / ``SameConv2d`` layers (TensorFlow 'same' zero padding, possibly
+    asymmetric: ``F.pad`` first as ``SameConv2d`` does where it is, the convolution's own
+    padding where it is symmetric, the same zeros). ``weight`` is
     ``[N, out, in, k, k]``, ``bias`` ``[N, out]``; ``impl`` is one of ``CONV_IMPLS`` and
     fixes the layout of the activations it takes and gives (module docstring)."""
 
@@ -123,9 +124,6 @@ class PackedConv2d(nn.Module):
         return x.transpose(0, 1) if self.impl == "grouped" else x
 
     # ------------------------------------------------------------------ compute
-    def _padded(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x, self.pad) if any(self.pad) else x
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv(x, self.weight, self.bias, self.stride, self.pad, self.kernel)
 

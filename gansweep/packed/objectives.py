@@ -83,12 +83,11 @@ class PackedCoulomb:
 
     def __init__(self, objectives: list[CoulombGAN]):
         kernels = [objective.kernel for objective in objectives]
-        for attribute in ("ignore_self", "impl"):
+        for attribute, key in (("ignore_self", "ignore_self_potential"), ("impl", "impl")):
             values = {getattr(k, attribute) for k in kernels}
             if len(values) != 1:
-                raise ValueError(f"error: the runs' kernel.{attribute} differ ({sorted(values)}); "
-                                 "a pack shares it. Fix: pack runs with equal kernel."
-                                 f"{'ignore_self_potential' if attribute == 'ignore_self' else 'impl'}")
+                raise ValueError(f"error: the runs' kernel.{key} differ ({sorted(values)}); a "
+                                 f"pack shares it. Fix: pack runs with equal kernel.{key}")
         self.ignore_self, self.impl = kernels[0].ignore_self, kernels[0].impl
         self.eps0 = torch.tensor([float(k.eps0) for k in kernels], dtype=torch.float64)
         self.half_life = torch.tensor([float(k.half_life) for k in kernels], dtype=torch.float64)
