@@ -2,7 +2,10 @@
 
 The package by responsibility (README, "Layout"), lower layers never importing higher ones:
 
-- leaves every layer uses: ``artifacts`` (files, locks), ``device``, ``identity``, ``schema``;
+- leaves every layer uses: ``artifacts`` (files, locks), ``checks`` (what the config
+  schemas share), ``device``, ``identity``, ``pictures``;
+- the config schemas, each beside the code it configures (``gan.schema``, ``data.schema``,
+  ``fid.schema``, ``runs.schema``) and the root ``schema``: a layer of their own, torch-free;
 - ``gan/``: the maths of a run (networks, kernels, objectives, optimiser, one step) and a
   run as a value (``gan.state``); ``packed/``: the same maths fused over N runs;
 - ``data/``: datasets and their FID references; ``fid/``: feature extractors and metrics;
@@ -11,7 +14,7 @@ The package by responsibility (README, "Layout"), lower layers never importing h
 - ``report/``: tables and pages, torch-free; ``bench/``: speed; ``train``: the entry point.
 
 Configs and records name classes by the module paths they had when the runs were made
-(``gansweep.gan.models.DCGAN``): those paths are part of a job's identity hash, so they keep
+(``gansweep.models.DCGAN``): those paths are part of a job's identity hash, so they keep
 resolving (``MOVED``), to the modules that now hold the classes.
 """
 

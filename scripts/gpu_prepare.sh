@@ -70,7 +70,7 @@ else
 fi
 
 # MNIST, gzipped (-n: no name or time stamp, so the same bytes every time), then verified
-verify() { "$PYTHON" -c "import sys; from gansweep.data import verify; verify(sys.argv[1])" "$1"; }
+verify() { "$PYTHON" -c "import sys; from gansweep.data.mnist import verify; verify(sys.argv[1])" "$1"; }
 if ! verify "$GPU_DIR/mnist" 2>/dev/null; then  # reads the .gz files, as the GPU machine will
     verify "$DATA" 2>/dev/null || "$PYTHON" -m gansweep.data fetch --root "$DATA"
     mkdir -p "$GPU_DIR/mnist"

@@ -277,3 +277,31 @@ def test_schemas_never_show_as_options():
 
     groups = app_help().split("Config groups")[1].split("Presets")[0]
     assert "schema" not in groups and "dcgan_mnist*, mlp" in groups
+
+
+def test_checkpoints_holding_the_schemas_enums_under_their_old_path_still_load(tmp_path,
+                                                                             monkeypatch):
+    """Checkpoints written before configs were stored as plain strings pickled the schemas'
+    str enums as ``gansweep.schema.<name>``, where all of them lived then: each loads, under
+    that path and under the one it has now, and nothing else is let through."""
+    import torch
+
+    from gansweep import schema
+    from gansweep.gan.schema import Impl
+    from gansweep.runs import checkpoint
+    from gansweep.runs.schema import Precision
+
+    old = tmp_path / "old.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(Impl, "__module__", "gansweep.schema")  # pickled as the old path
+        torch.save({"impl": Impl.fast}, old)
+    assert b"gansweep.schema" in old.read_bytes()
+    assert checkpoint.load(old)["impl"] is Impl.fast
+    now = tmp_path / "now.pt"
+    torch.save({"precision": Precision.bf16}, now)
+    assert checkpoint.load(now)["precision"] is Precision.bf16
+    assert set(schema.CHOICES) >= {Impl, Precision, schema.MixtureName, schema.FidExtractor}
+    other = tmp_path / "other.pt"
+    torch.save({"path": tmp_path}, other)
+    with pytest.raises(Exception, match="refused to unpickle it, nothing in it was run"):
+        checkpoint.load(other)

@@ -93,9 +93,13 @@ def test_no_import_cycles_even_through_function_level_imports():
 
 # the package's layers, lowest first (gansweep/__init__.py): a module imports only from its own
 # layer or lower ones, counting imports inside functions
-LAYERS = (("gansweep", "gansweep.artifacts", "gansweep.device", "gansweep.identity",
-           "gansweep.pictures"),
-          ("gansweep.gan",), ("gansweep.data",), ("gansweep.fid",), ("gansweep.schema",),
+# the schemas sit beside the code they configure (gansweep.gan.schema, ...) but form a layer
+# of their own: they may read the FID registry, and the run layer reads them
+SCHEMA_MODULES = ("gansweep.schema", "gansweep.gan.schema", "gansweep.data.schema",
+                  "gansweep.fid.schema", "gansweep.runs.schema")
+LAYERS = (("gansweep", "gansweep.artifacts", "gansweep.checks", "gansweep.device",
+           "gansweep.identity", "gansweep.pictures"),
+          ("gansweep.gan",), ("gansweep.data",), ("gansweep.fid",), SCHEMA_MODULES,
           ("gansweep.report",), ("gansweep.runs",), ("gansweep.packed",), ("gansweep.sweep",),
           ("gansweep.bench", "gansweep.train"))
 
@@ -124,8 +128,43 @@ def test_the_layer_check_sees_an_upward_import():
     assert layer("gansweep.artifacts") == 0 and layer("gansweep.train") == len(LAYERS) - 1
 
 
-def test_artifacts_is_a_leaf():
+def test_artifacts_and_checks_are_leaves():
     assert not graph()["gansweep.artifacts"]
+    assert not graph()["gansweep.checks"]
+
+
+def test_each_schema_sits_beside_the_code_it_builds():
+    """A group option's schema lives in the package of the class its YAML builds
+    (``conf/model/dcgan_mnist.yaml`` builds gansweep.gan.models.DCGAN: its schema is in
+    gansweep.gan.schema), and every schema module is in the layer SCHEMA_MODULES."""
+    import yaml
+
+    import gansweep
+    from gansweep import schema
+
+    def targets(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("_target_"), str):
+                yield node["_target_"]
+            for value in node.values():
+                yield from targets(value)
+
+    checked = 0
+    loggers = tuple(("logger", name, node) for name, node in schema.LOGGER_SCHEMAS.items())
+    for group, option, node in schema.SCHEMAS + loggers:
+        assert node.__module__ in SCHEMA_MODULES, node
+        path = REPO / "conf" / group / f"{option}.yaml"
+        if not path.exists():
+            continue  # a schema typed by several options (keras: one per release)
+        module = next(targets(yaml.safe_load(path.read_text())), "").rsplit(".", 1)[0]
+        if not module.startswith("gansweep."):
+            continue  # the option builds nothing of ours (trainer)
+        module = gansweep.MOVED.get(module, module)
+        package = node.__module__.rsplit(".", 1)[0]
+        assert module == package or module.startswith(package + "."), \
+            (group, option, node.__module__, module)
+        checked += 1
+    assert checked >= 11, checked
 
 
 def test_every_lazy_import_says_why():

@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra import compose as hydra_compose, initialize_config_module
 from torch.profiler import ProfilerActivity, profile
@@ -28,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gansweep import artifacts
 from gansweep.bench import keras_peer
-from gansweep.data import load_mnist
+from gansweep.data.mnist import load_mnist
 from gansweep.device import sync
 from gansweep.fid import frechet, metrics, registry
 from gansweep.fid.extractors import load_extractor

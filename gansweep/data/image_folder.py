@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gansweep.data import DataError, Dataset
+from gansweep.data.mnist import DataError, Dataset
 from gansweep.pictures import ImageGrid
 from gansweep.data.reference import Reference
 

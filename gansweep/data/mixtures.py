@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from gansweep.data import Dataset
+from gansweep.data.mnist import Dataset
 from gansweep.gan.kernels import plummer, squared_distances
 from gansweep.data.reference import Reference
 

@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from gansweep.artifacts import atomic_write
-from gansweep.data import MnistReference
+from gansweep.data.mnist import MnistReference
 from gansweep.fid.extractors import Extractor, arithmetic, default_cache_dir, load_extractor
 from gansweep.fid.frechet import frechet_distance, metric_name, statistics
 from gansweep.data.reference import Reference

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from gansweep.data import load_mnist
+from gansweep.data.mnist import load_mnist
 from gansweep.device import configure_backends, resolve_device
 from gansweep.fid.cache import floor, reference_stats
 from gansweep.fid.evaluator import DEFAULT_METRICS, FidEvaluator

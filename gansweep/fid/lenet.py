@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gansweep.data import load_mnist
+from gansweep.data.mnist import load_mnist
 from gansweep.data.download import sha256_file
 from gansweep.fid.extractors import FeatureExtractor
 from gansweep.fid.registry import BUILTIN

@@ -1,6 +1,6 @@
 """The feature extractors, one entry each: everything the rest of gansweep knows about them.
 
-The config checks (``gansweep.schema``), the evaluator, ``gansweep-fid`` and the table ask
+The config checks (``gansweep.fid.schema``), the evaluator, ``gansweep-fid`` and the table ask
 this registry, never a name: an entry gives the feature dimension, the images per forward
 pass by device type, the precisions it has, where its weights come from and their checksum,
 whether its FIDs are comparable with published ones, and the class that loads the network

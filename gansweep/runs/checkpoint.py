@@ -41,7 +41,7 @@ def load(path: Path) -> dict:
     """A checkpoint's tensors and plain containers (``artifacts.load_checkpoint``). Checkpoints
     written before configs were stored as plain strings hold the schema's str enums; those
     are safe to rebuild (an Enum from its value runs no code), so they are allowed."""
-    return artifacts.load_checkpoint(path, safe_globals=schema.CHOICES)
+    return artifacts.load_checkpoint(path, safe_globals=schema.CHECKPOINT_GLOBALS)
 
 
 def weights_finite(*modules: torch.nn.Module) -> bool:
