@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from gansweep.gan import step
-from gansweep.runs import trainer
 from gansweep.gan import state as state_module
 from gansweep.runs.signals import Interrupted
 from gansweep.runs.trainer import Run, run
@@ -41,7 +40,7 @@ def test_fakes_for_the_d_step_come_from_g_in_inference_mode(tiny_overrides, tmp_
 def test_train_mode_fakes_switch(tiny_overrides, tmp_path):
     r = make_run(tiny_overrides, tmp_path, ["trainer.fake_mode=train"])
     z = r.state.noise()
-    fakes = step.predict_fakes(r.state.parts, z)
+    step.predict_fakes(r.state.parts, z)
     assert r.g.training
     assert not torch.equal(r.g.bn1.moving_mean, torch.zeros(1024, device=r.device))
 

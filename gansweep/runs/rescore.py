@@ -44,7 +44,7 @@ from omegaconf.errors import OmegaConfBaseException
 from gansweep import artifacts, schema
 from gansweep.runs import checkpoint
 from gansweep.device import configure_backends, isolated_rng, resolve_device
-from gansweep.fid.evaluator import FidEvaluator, NotApplicable, reference_of
+from gansweep.fid.evaluator import NotApplicable, reference_of
 from gansweep.identity import NOT_IN_IDENTITY
 from gansweep.gan.noise import sample_generator
 from gansweep.report.aggregate import OutputError, aggregate

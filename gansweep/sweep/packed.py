@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 from hydra.core import utils as hydra_utils
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, RunMode, TaskFunction
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gansweep.identity import PLACEMENT
