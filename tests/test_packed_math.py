@@ -473,8 +473,16 @@ def test_the_pack_bench_times_packed_separate_and_alone_runs(mnist_root, tmp_pat
                     "--peak-size", "256", "--json", str(out)])
     report = json.loads(out.read_text())
     rows = report["results"]["coulomb/reference"]["rows"]
-    assert set(rows) == {"alone", "separate", "packed/grouped", "packed/bmm", "packed/loop"}
+    assert set(rows) == {"alone", "separate", "processes", "packed/grouped", "packed/bmm",
+                         "packed/loop"}
     assert rows["alone"]["runs"] == 1 and rows["packed/grouped"]["runs"] == 2
+    # the 2 separate processes: 1 thread each (of this process's 1), each timed, and the
+    # slower one sets the pace
+    processes = rows["processes"]
+    assert processes["runs"] == 2 and processes["threads_each"] == 1
+    assert len(processes["times_s"]) == 2 and processes["median_s"] == max(processes["times_s"])
+    assert rows["packed/loop"]["vs_processes"] == pytest.approx(
+        rows["packed/loop"]["run_steps_per_s"] / processes["run_steps_per_s"])
     # the pack's work is its runs' work: twice one run's
     assert rows["packed/bmm"]["gflop_per_step"] == rows["separate"]["gflop_per_step"]
     assert rows["separate"]["gflop_per_step"] == pytest.approx(
@@ -484,4 +492,18 @@ def test_the_pack_bench_times_packed_separate_and_alone_runs(mnist_root, tmp_pat
         assert 0 < row["fraction_of_peak"] == pytest.approx(
             row["gflops"] / report["matmul_peak_gflops"])
     assert report["results"]["coulomb/reference"]["fastest_conv"] in ("grouped", "bmm", "loop")
-    assert "run-steps/s" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "run-steps/s" in printed and "2 processes" in printed and "vs processes" in printed
+
+
+def test_a_separate_process_that_fails_is_named_not_waited_for(mnist_root, tmp_path):
+    """Data that is not there ends every separate process before the barrier: the bench
+    says why instead of waiting for the others."""
+    from gansweep.bench import pack as bench_pack
+
+    args = bench_cli.parser().parse_args(
+        ["--pack", "2", "--steps", "1", "--warmup", "0", "--batch-size", "8", "--limit", "64",
+         "--data-root", str(tmp_path / "no-mnist-here"), "--device", "cpu", "--threads", "1",
+         "-o", "dataset.fetch=false"])
+    with pytest.raises(RuntimeError, match="a separate process failed: .*no-mnist-here"):
+        bench_pack.processes(args, "coulomb", "reference", steps=1, warmup=0)

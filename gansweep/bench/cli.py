@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
                              "N runs stepped separately vs 1 run alone (gansweep.packed)")
     parser.add_argument("--pack-conv", choices=("grouped", "bmm", "loop", "all"), default="all",
                         help="with --pack: the packed convolutions to time")
+    parser.add_argument("--no-pack-processes", dest="pack_processes", action="store_false",
+                        help="with --pack: leave out the N runs as N separate processes")
     parser.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     return parser
 

@@ -1,6 +1,9 @@
 """``gansweep-bench --pack N``: N runs trained as one packed model (``gansweep.packed``)
 against the same N runs stepped one after another in this process and against one run
-alone, in interleaved rounds, with GFLOP/s and the share of the best GEMM measured here.
+alone, in interleaved rounds, with GFLOP/s and the share of the best GEMM measured here;
+then the same N runs as N separate processes side by side (``processes``: how a sweep of
+one process per job shares the machine), each with 1/N of this process's threads, started
+together at a barrier, right after the rounds.
 
 The N runs are the seed presets of each GAN type in turn (``seed_coulomb_1`` ... ``_6``, or
 ``seed_standard``) with seeds 0, 1, ...: their learning rates, decays and eps differ, as in
@@ -13,9 +16,12 @@ arithmetic.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
+import queue
 import statistics
+import threading
 import time
 
 import torch
@@ -132,6 +138,68 @@ class PackedStepper:
         return losses
 
 
+def _process_worker(args, gan_type: str, impl: str, index: int, threads: int, steps: int,
+                    warmup: int, barrier, results) -> None:
+    """One of the N separate processes: run ``index`` alone, timed from the shared barrier."""
+    try:
+        torch.set_num_threads(threads)
+        cfg = run_configs(args, gan_type, impl, args.pack)[index]
+        trainer = cfg.trainer
+        device = resolve_device(str(trainer.device))
+        configure_backends(device, trainer.tf32, trainer.deterministic)
+        data = instantiate(cfg.dataset).load(int(cfg.seed)).x.to(device)
+        stepper = AloneStepper(cfg, data, device)
+        for _ in range(warmup):
+            stepper.step()
+        sync(device)
+    except BaseException as exc:  # the others must not wait for this one at the barrier
+        barrier.abort()
+        results.put((index, None, f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:  # another process failed: it reports why
+        results.put((index, None, None))
+        return
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        stepper.step()
+    sync(device)
+    results.put((index, time.perf_counter() - t0, None))
+
+
+def processes(args, gan_type: str, impl: str, steps: int, warmup: int) -> dict:
+    """N runs as N processes side by side (spawned, as a launcher's workers are), each with
+    ``threads // N`` threads (at least 1): seconds per step of each, timed from a barrier
+    all of them pass once built and warmed up."""
+    n = args.pack
+    threads = max(1, torch.get_num_threads() // n)
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(n), context.Queue()
+    workers = [context.Process(target=_process_worker, daemon=True,
+                               args=(args, gan_type, impl, i, threads, steps, warmup, barrier,
+                                     results))
+               for i in range(n)]
+    for worker in workers:
+        worker.start()
+    done = []
+    while len(done) < n:
+        try:
+            done.append(results.get(timeout=5))
+        except queue.Empty:
+            if not any(worker.is_alive() for worker in workers) and results.empty():
+                codes = [worker.exitcode for worker in workers]
+                raise RuntimeError(f"the separate processes ended without a result (exit "
+                                   f"codes {codes})") from None
+    for worker in workers:
+        worker.join()
+    failed = [message for _, seconds, message in done if seconds is None]
+    if failed:
+        reason = next((message for message in failed if message), "no reason given")
+        raise RuntimeError(f"a separate process failed: {reason}")
+    return {"threads_each": threads, "seconds": [seconds for _, seconds, _ in sorted(done)]}
+
+
 def flops(stepper) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -180,6 +248,8 @@ def bench(args) -> dict:
             times = timed(steppers, device, args.steps, args.warmup)
             for name, value in measure.gemm_peaks(device, args.peak_size, precision).items():
                 peaks[name] = max(peaks[name], value)
+            separate_processes = (processes(args, gan_type, impl, args.steps, args.warmup)
+                                  if args.pack_processes else None)
             # a pack does its runs' arithmetic, no more: its FLOPs are theirs (torch's counter
             # would count a grouped convolution's weight gradient once per group too many)
             separate_flops = flops(steppers["separate"])
@@ -191,10 +261,22 @@ def bench(args) -> dict:
                 rows[name] = {"runs": runs, "median_s": median, "min_s": min(times[name]),
                               "run_steps_per_s": runs / median, "gflop_per_step": work / 1e9,
                               "gflops": work / 1e9 / median, "times_s": times[name]}
+            if separate_processes:  # the slowest process sets the pace of the N
+                wall = max(separate_processes["seconds"])
+                rows["processes"] = {
+                    "runs": n, "median_s": wall / args.steps, "min_s": wall / args.steps,
+                    "run_steps_per_s": n * args.steps / wall,
+                    "gflop_per_step": separate_flops / 1e9,
+                    "gflops": separate_flops / 1e9 / (wall / args.steps),
+                    "threads_each": separate_processes["threads_each"],
+                    "times_s": [seconds / args.steps for seconds in separate_processes["seconds"]]}
             best = max((k for k in rows if k.startswith("packed/")),
                        key=lambda k: rows[k]["run_steps_per_s"])
             for row in rows.values():
                 row["vs_separate"] = row["run_steps_per_s"] / rows["separate"]["run_steps_per_s"]
+                if "processes" in rows:
+                    row["vs_processes"] = (row["run_steps_per_s"]
+                                           / rows["processes"]["run_steps_per_s"])
             results[f"{gan_type}/{impl}"] = {"gan_type": gan_type, "impl": impl, "rows": rows,
                                              "fastest_conv": best.split("/", 1)[1]}
     peak = max(peaks.values())
@@ -226,8 +308,12 @@ def format_report(report: dict) -> str:
                          "run-steps/s": f"{row['run_steps_per_s']:.1f}",
                          "GFLOP/s": f"{row['gflops']:.1f}",
                          "% of peak": f"{100 * row['fraction_of_peak']:.0f}%",
-                         "vs separate": f"{row['vs_separate']:.2f}x"})
+                         "vs separate": f"{row['vs_separate']:.2f}x",
+                         **({"vs processes": f"{row['vs_processes']:.2f}x"}
+                            if "vs_processes" in row else {})})
     lines.append(_markdown(rows))
+    lines.append("separate: the N runs one after another in this process, interleaved with the "
+                 "others; processes: N processes side by side, timed after the rounds")
     for result in report["results"].values():
         lines.append(f"{result['gan_type']}/{result['impl']}: fastest packed convolutions here: "
                      f"{result['fastest_conv']}")

@@ -82,6 +82,12 @@ def usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """``layer(x)``: oneDNN's float32 matmul on the CPU, ``F.linear`` elsewhere."""
-    if usable(x, layer.weight):
-        return _OneDNNLinear.apply(x, layer.weight, layer.bias)
-    return F.linear(x, layer.weight, layer.bias)
+    return linear_of(x, layer.weight, layer.bias)
+
+
+def linear_of(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``: oneDNN's float32 matmul on the CPU, ``F.linear``
+    elsewhere (a packed layer passes one run's slice of its stacked weights)."""
+    if usable(x, weight):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)

@@ -10,7 +10,11 @@ the convolution stacks, whose layout is the convolution implementation's own:
 - ``bmm`` (``F.unfold`` + ``torch.baddbmm``): run-major ``[N, B, C, H, W]``;
 - ``loop`` (one ``F.conv2d`` per run, the runs' weights unbound from the stack): run-major.
   N calls instead of one (a GPU pays N launches), but each is the single run's own
-  convolution, which a CPU's oneDNN runs faster than the grouped one at batch 128.
+  convolution, which a CPU's oneDNN runs faster than the grouped one at batch 128. A
+  network packed with ``loop`` runs every layer this way (``runs``: a list of the runs'
+  activations in, a list out, each run's tensor in the layout its single run has), so no
+  activation is stacked or split between layers; only its BatchNorm statistics and
+  moving averages are stacked, and its optimiser, losses and streams are the pack's.
 
 Which is fastest depends on the device and the sizes (``gansweep-bench --pack``); all give
 each run the numbers of its single-run layer up to float32 summation order. A network moves
@@ -27,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gansweep.gan import onednn
 from gansweep.gan.models import _FOLD, KerasBatchNorm, SameConv2d, fold_upsample_conv_weight
 
 CONV_IMPLS = ("grouped", "bmm", "loop")
@@ -60,6 +65,12 @@ class PackedLinear(nn.Module):
         _same(layers, "out_features")
         self.weight = _stacked(layer.weight for layer in layers)
         self.bias = _stacked(layer.bias for layer in layers)
+
+    def runs(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each run's ``[B, in]`` through its own layer: on the CPU oneDNN's float32 matmul,
+        as the fast single run's dense layers (``gansweep.gan.onednn``)."""
+        return [onednn.linear_of(x, w, b) for x, w, b in
+                zip(xs, self.weight.unbind(0), self.bias.unbind(0))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (W x^T)^T rather than x W^T: the weight's gradient, dy^T x, then comes out in the
@@ -127,41 +138,62 @@ class PackedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv(x, self.weight, self.bias, self.stride, self.pad, self.kernel)
 
-    def upsample_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """``self(upsample2(x))`` for a stride-1 5x5 'same' convolution, computed as
-        ``gansweep.gan.models.upsample_conv`` does (``impl=fast``): a 3x3 convolution with the
-        folded kernel, then pixel shuffle."""
+    def runs(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each run's ``[B, C, H, W]`` through its own convolution (any memory format: oneDNN
+        keeps channels_last)."""
+        return self._conv_runs(xs, self.weight, self.bias, self.stride, self.pad)
+
+    def upsample_conv_runs(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``upsample_conv`` run by run: each run's folded 3x3 convolution and pixel shuffle,
+        as ``gansweep.gan.models.upsample_conv``; the N kernels folded in one call."""
+        weight, bias = self._folded()
+        return [F.pixel_shuffle(y, 2) for y in
+                self._conv_runs(xs, weight, bias, (1, 1), (1, 1, 1, 1))]
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The N runs' folded 3x3 kernels ``[N, 4 out, in, 3, 3]`` and biases ``[N, 4 out]``."""
         n, out_ch, in_ch = self.weight.shape[:3]
         assert self.kernel == 5 and self.stride == (1, 1) and self.pad == (2, 2, 2, 2)
         weight = fold_upsample_conv_weight(self.weight.reshape(n * out_ch, in_ch, 5, 5),
                                            self.fold.to(self.weight.dtype))
-        weight = weight.view(n, 4 * out_ch, in_ch, 3, 3)  # run n's 4 * out channels in order
-        bias = self.bias.repeat_interleave(4, dim=1)
+        # run n's 4 * out channels in order
+        return weight.view(n, 4 * out_ch, in_ch, 3, 3), self.bias.repeat_interleave(4, dim=1)
+
+    def upsample_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(upsample2(x))`` for a stride-1 5x5 'same' convolution, computed as
+        ``gansweep.gan.models.upsample_conv`` does (``impl=fast``): a 3x3 convolution with the
+        folded kernel, then pixel shuffle."""
+        out_ch = self.weight.shape[1]
+        weight, bias = self._folded()
         y = self._conv(x, weight, bias, (1, 1), (1, 1, 1, 1), 3)
         # axes 1 and 2 (runs and channels, or batch and channels) merge without a copy in
         # both layouts; pixel shuffle takes each 4 consecutive channels, one run's at a time
         lead = y.shape[1], out_ch
         return F.pixel_shuffle(y.flatten(1, 2), 2).unflatten(1, lead)
 
+    @staticmethod
+    def _conv2d(x, weight, bias, stride, pad, groups=1) -> torch.Tensor:
+        """A convolution with TF-'same' zero padding: the convolution's own where it is
+        symmetric (no padded copy), F.pad first where 'same' pads one pixel more after."""
+        if pad[0] == pad[1] and pad[2] == pad[3]:
+            return F.conv2d(x, weight, bias, stride=stride, padding=(pad[2], pad[0]),
+                            groups=groups)
+        return F.conv2d(F.pad(x, pad), weight, bias, stride=stride, groups=groups)
+
+    def _conv_runs(self, xs, weight, bias, stride, pad) -> list[torch.Tensor]:
+        # unbind: one gradient op for the stacked weights, not N copies
+        return [self._conv2d(x, w, b, stride, pad) for x, w, b in
+                zip(xs, weight.unbind(0), bias.unbind(0))]
+
     def _conv(self, x, weight, bias, stride, pad, kernel) -> torch.Tensor:
         n, out_ch = weight.shape[:2]
-        if self.impl in ("grouped", "loop"):
-            # zero padding: the convolution's own where it is symmetric (no padded copy),
-            # F.pad first where TF's 'same' pads one pixel more after than before
-            symmetric = pad[0] == pad[1] and pad[2] == pad[3]
-            padding = (pad[2], pad[0]) if symmetric else 0
-
-            def conv(xs, ws, bs, groups=1):
-                xs = xs if symmetric else F.pad(xs, pad)
-                return F.conv2d(xs, ws, bs, stride=stride, padding=padding, groups=groups)
-
-            if self.impl == "grouped":  # x: [B, N, C, H, W]
-                b = x.shape[0]
-                y = conv(x.reshape(b, -1, *x.shape[-2:]), weight.flatten(0, 1), bias.flatten(), n)
-                return y.view(b, n, out_ch, *y.shape[-2:])
-            # loop, x: [N, B, C, H, W]; unbind: one gradient op for the stack, not N copies
-            return torch.stack([conv(xn, wn, bn) for xn, wn, bn in
-                                zip(x.unbind(0), weight.unbind(0), bias.unbind(0))])
+        if self.impl == "grouped":  # x: [B, N, C, H, W]
+            b = x.shape[0]
+            y = self._conv2d(x.reshape(b, -1, *x.shape[-2:]), weight.flatten(0, 1),
+                             bias.flatten(), stride, pad, groups=n)
+            return y.view(b, n, out_ch, *y.shape[-2:])
+        if self.impl == "loop":  # x: [N, B, C, H, W]
+            return torch.stack(self._conv_runs(list(x.unbind(0)), weight, bias, stride, pad))
         # bmm, x: [N, B, C, H, W]: every run's patches as rows, one matrix product per run
         b, (h, w) = x.shape[1], x.shape[-2:]
         flat = x.flatten(0, 1)
@@ -232,6 +264,27 @@ class PackedBatchNorm(nn.Module):
         shape[run_dim], shape[feature] = scale.shape
         return x * scale.view(shape) + shift.view(shape)
 
+    def runs(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each run's input (its single run's shape) normalised as ``KerasBatchNorm`` does,
+        with its own statistics; the moving statistics of all runs updated in one go."""
+        if xs[0].dtype in (torch.bfloat16, torch.float16):  # under autocast
+            xs = [x.float() for x in xs]
+        ndim = xs[0].ndim
+        feature = self.axis % ndim
+        if self.training:
+            dims = [d for d in range(ndim) if d != feature]
+            mean = torch.stack([x.mean(dim=dims) for x in xs])
+            var = torch.stack([x.var(dim=dims, unbiased=False) for x in xs])
+            KerasBatchNorm.update_moving(self, mean, var, xs[0].numel() // mean.shape[1])
+        else:
+            mean, var = self.moving_mean, self.moving_variance
+        scale = self.weight * torch.rsqrt(var + self.epsilon)
+        shift = self.bias - mean * scale
+        shape = [1] * ndim
+        shape[feature] = -1
+        return [x * a.view(shape) + c.view(shape) for x, a, c in
+                zip(xs, scale.unbind(0), shift.unbind(0))]
+
     def _zero_debiased_update(self, mean: torch.Tensor, var: torch.Tensor) -> None:
         """``KerasBatchNorm._zero_debiased_update`` per run: each run's own step count.
         The correction is taken to float32 before dividing, as the single layer's 0-d
@@ -268,6 +321,14 @@ class PackedDropout(nn.Module):
             raise ValueError("error: a packed Dropout in training got no mask. Fix: pass the "
                              "masks of PackedStreams.masks() to the step")
         return x * mask
+
+    def runs(self, xs: list[torch.Tensor], mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """``forward`` for each run's ``[B, F]``, on its slice of the ``[N, B, F]`` masks."""
+        if not self.training or self.p == 0.0 or self.p == 1.0:
+            return [self(x, None) for x in xs]
+        if mask is None:
+            self(xs[0], None)  # the error
+        return [x * m for x, m in zip(xs, mask.unbind(0))]
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

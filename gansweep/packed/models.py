@@ -85,11 +85,14 @@ class PackedGenerator(nn.Module):
         self.bn3 = PackedBatchNorm([g.bn3 for g in singles])
         self.conv2 = PackedConv2d([g.conv2 for g in singles], conv_impl)
         self.fold = isinstance(singles[0], FastGenerator)
+        self.loop = conv_impl == "loop"  # every layer run by run (gansweep.packed.layers)
 
     def _upsample_conv(self, x: torch.Tensor, conv: PackedConv2d) -> torch.Tensor:
         return conv.upsample_conv(x) if self.fold else conv(upsample2(x))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.loop:
+            return torch.stack(self._forward_runs(list(z.unbind(0))))
         n, b = z.shape[:2]
         h = F.relu(self.bn1(self.fc1(z)))
         h = F.relu(self.bn2(self.fc2(h))).reshape(n, b, 128, 7, 7)
@@ -97,6 +100,19 @@ class PackedGenerator(nn.Module):
         h = F.relu(self.bn3(self._upsample_conv(h, self.conv1), run_dim=self.conv1.run_dim))
         h = torch.tanh(self._upsample_conv(h, self.conv2))
         return self.conv2.from_layout(h)
+
+    def _forward_runs(self, zs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``Generator.forward`` (or ``FastGenerator``'s, channels_last) for each run."""
+        hs = [F.relu(h) for h in self.bn1.runs(self.fc1.runs(zs))]
+        hs = [F.relu(h).view(-1, 128, 7, 7) for h in self.bn2.runs(self.fc2.runs(hs))]
+        if self.fold:
+            hs = [h.contiguous(memory_format=torch.channels_last) for h in hs]
+            hs = [F.relu(h) for h in self.bn3.runs(self.conv1.upsample_conv_runs(hs))]
+            return [torch.tanh(h) for h in self.conv2.upsample_conv_runs(hs)]
+        hs = [F.relu(h) for h in self.bn3.runs(self.conv1.runs(
+            [F.interpolate(h, scale_factor=2, mode="nearest") for h in hs]))]
+        return [torch.tanh(h) for h in self.conv2.runs(
+            [F.interpolate(h, scale_factor=2, mode="nearest") for h in hs])]
 
 
 class PackedDiscriminator(nn.Module):
@@ -111,13 +127,24 @@ class PackedDiscriminator(nn.Module):
         self.fc1 = PackedLinear([d.fc1 for d in singles])
         self.dropout = PackedDropout(singles[0].dropout.p)
         self.fc2 = PackedLinear([d.fc2 for d in singles])
+        self.loop = conv_impl == "loop"  # every layer run by run (gansweep.packed.layers)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.loop:
+            return torch.stack(self._forward_runs(list(x.unbind(0)), mask))
         h = F.leaky_relu(self.conv1(self.conv1.to_layout(x)), self.leaky_slope)
         h = F.leaky_relu(self.conv2(h), self.leaky_slope)
         h = self.conv2.from_layout(h).flatten(2)  # (C, H, W) order, as the single D
         h = self.dropout(F.leaky_relu(self.fc1(h), self.leaky_slope), mask)
         return self.fc2(h)
+
+    def _forward_runs(self, xs: list[torch.Tensor], mask) -> list[torch.Tensor]:
+        """``Discriminator.forward`` for each run."""
+        slope = self.leaky_slope
+        hs = [F.leaky_relu(h, slope) for h in self.conv1.runs(xs)]
+        hs = [F.leaky_relu(h, slope).flatten(1) for h in self.conv2.runs(hs)]
+        hs = self.dropout.runs([F.leaky_relu(h, slope) for h in self.fc1.runs(hs)], mask)
+        return self.fc2.runs(hs)
 
 
 class PackedMLP(nn.Sequential):
