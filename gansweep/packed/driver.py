@@ -28,7 +28,7 @@ from gansweep.runs.checkpoint import Diverged
 from gansweep.gan.rng import RunDropout
 from gansweep.gan.models import GAN
 from gansweep.gan.objectives import CoulombGAN, StandardGAN
-from gansweep.packed.models import pack
+from gansweep.packed.models import auto_conv_impl, pack
 from gansweep.packed.objectives import PackedCoulomb, PackedStandard
 from gansweep.packed.optim import PackedKerasAdam
 from gansweep.packed.step import Pack, packed_train_step
@@ -54,6 +54,8 @@ class PackedRuns:
         first = states[0]
         self.device = first.device
         self.gans = [GAN(s.g, s.d, s.latent_dim) for s in states]
+        if conv_impl == "auto":
+            conv_impl = auto_conv_impl(self.gans[0], self.device)
         self.model = pack(self.gans, conv_impl).to(self.device)
         self.opt_d = PackedKerasAdam.from_single(list(self.model.discriminator.parameters()),
                                                  [s.opt_d for s in states])
@@ -221,7 +223,6 @@ def _train_packed(runs: dict[int, Run], results: list, conv_impl: str,
         except Exception as exc:  # noqa: BLE001 - recorded by job_outcome, as alone
             results[i] = exc
     active = dict(started)
-    impl = "grouped" if conv_impl == "auto" else conv_impl
 
     def stop_all(signum, frame):
         for r in active.values():
@@ -237,7 +238,7 @@ def _train_packed(runs: dict[int, Run], results: list, conv_impl: str,
                         stop_all(results[i].signum, None)
                 if not members:
                     break
-                packed = PackedRuns([active[i].state for i in members], impl, cuda_graphs)
+                packed = PackedRuns([active[i].state for i in members], conv_impl, cuda_graphs)
                 log.info("training %d runs as one fused model", len(members))
                 while set(active) == set(members):
                     _train_round(packed, members, active, results)

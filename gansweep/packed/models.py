@@ -248,6 +248,16 @@ class PackedMLPGAN(PackedGAN):
         self._check_keys(gans)
 
 
+def auto_conv_impl(gan: GAN, device: torch.device) -> str:
+    """``conv_impl=auto``: what ``gansweep-bench --pack`` measured fastest. On a CPU the fast
+    G's pack runs every layer run by run (``loop``: 0.89x the runs stepped separately at
+    N = 7, ``grouped`` 0.73x), the reference one grouped (1.08x, ``loop`` 1.03x); on a GPU
+    grouped, one launch per layer for all runs (docs/performance.md, "Packed runs")."""
+    if device.type == "cpu" and isinstance(gan.generator, FastGenerator):
+        return "loop"
+    return "grouped"
+
+
 def pack(gans: list[GAN], conv_impl: str = "grouped") -> PackedGAN:
     """The packed model of N GANs of one architecture (DCGAN or MLPGAN)."""
     if isinstance(gans[0].generator, MLP):

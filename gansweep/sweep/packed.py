@@ -54,7 +54,7 @@ SHARED_TRAINER = ("batch_size", "max_batches_per_epoch", "fake_mode", "precision
 class PackedLauncherConf:
     _target_: str = "hydra_plugins.gansweep_packed.PackedLauncher"
     max_runs: Optional[int] = None  # runs in one fused model at most (null: a whole group)
-    conv_impl: str = "auto"  # grouped | bmm | auto (grouped on CPU and CUDA: the bench decides)
+    conv_impl: str = "auto"  # grouped | bmm | loop | auto (gansweep.packed.models.auto_conv_impl)
     cuda_graphs: bool = True  # on CUDA, capture the fused step once and replay it
 
 
@@ -132,9 +132,9 @@ class PackedLauncherBase(Launcher):
         if max_runs is not None and (not isinstance(max_runs, int) or max_runs < 1):
             raise SystemExit(f"error: hydra.launcher.max_runs={max_runs!r}: must be an integer "
                              ">= 1, or null for whole groups")
-        if conv_impl not in ("auto", "grouped", "bmm"):
+        if conv_impl not in ("auto", "grouped", "bmm", "loop"):
             raise SystemExit(f"error: hydra.launcher.conv_impl={conv_impl!r}: expected one of "
-                             "auto, grouped, bmm")
+                             "auto, grouped, bmm, loop")
         self.max_runs, self.conv_impl, self.cuda_graphs = max_runs, conv_impl, bool(cuda_graphs)
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
