@@ -89,3 +89,17 @@ def test_a_source_with_wrong_bytes_installs_nothing(mnist_root, tmp_path, monkey
 def test_cli_verify(mnist_root, capsys):
     assert data.main(["verify", "--root", str(mnist_root)]) == 0
     assert "match their md5" in capsys.readouterr().out
+
+
+def test_the_names_configs_give_mnist_resolve_to_its_module():
+    """``_target_: gansweep.data.MNIST`` (inside job hashes) and the ``gansweep.data:main``
+    entry point name MNIST by the path it had when it was the package's own module."""
+    from hydra.utils import get_class, get_method
+
+    from gansweep.data import mnist
+
+    assert get_class("gansweep.data.MNIST") is mnist.MNIST
+    assert get_method("gansweep.data.main") is mnist.main
+    assert data.SOURCES is mnist.SOURCES  # one dict: an entry set through either is seen by both
+    with pytest.raises(AttributeError, match="no attribute 'MINST'"):
+        data.MINST

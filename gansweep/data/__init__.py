@@ -17,11 +17,14 @@ import importlib.util
 def __getattr__(name: str):
     """A submodule (``from gansweep.data import schema`` asks here first) or a name of the
     MNIST module, which is loaded then (PEP 562): torch is heavy."""
-    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+    missing = AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name.startswith("__"):  # asked by tools (inspect, pickle): never worth loading torch
+        raise missing
+    if importlib.util.find_spec(f"{__name__}.{name}"):
         return importlib.import_module(f"{__name__}.{name}")
     mnist = importlib.import_module(f"{__name__}.mnist")
-    if name.startswith("__") or not hasattr(mnist, name):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not hasattr(mnist, name):
+        raise missing
     return getattr(mnist, name)
 
 

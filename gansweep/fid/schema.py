@@ -18,8 +18,8 @@ from gansweep.runs.schema import Precision
 
 class FidExtractor(Choice):
     """Not a schema type any more (``fid.extractor`` is any name of gansweep.fid.registry or
-    a class path, checked by ``check_fid_values``): kept because checkpoints written before configs
-    were stored as plain strings hold it, and CHOICES lets them load."""
+    a class path, checked by ``check_fid_values``): kept because checkpoints written before
+    configs were stored as plain strings hold it, and CHOICES lets them load."""
 
     none = "none"
     inception = "inception"
