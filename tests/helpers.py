@@ -8,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
@@ -78,3 +80,19 @@ def seed_config(name: str, gan: str, eps: float, seed_fid_inception: float, row:
     return {"name": name, "gan_type": {"name": gan}, "kernel": {"eps": eps},
             "optimizer": {"d": {"lr": 1e-3, "decay": 1e-3}, "g": {"lr": 1e-4, "decay": 1e-3}},
             "trainer": {"epochs": 100}, "reference": {"row": row, "fid": seed_fid_inception}}
+
+
+@contextmanager
+def small_filesystem(folder: Path, size: str):
+    """A tmpfs of ``size`` (``512k``, ``60m``) mounted at ``folder/fs`` for the block, where
+    the machine lets a test mount one (else the test is skipped)."""
+    mount = folder / "fs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

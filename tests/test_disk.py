@@ -18,22 +18,14 @@ from omegaconf import open_dict
 
 from gansweep import artifacts
 from gansweep.runs import preflight
-from tests.helpers import compose_config
+from tests.helpers import compose_config, small_filesystem
 
 
 @pytest.fixture
 def small_fs(tmp_path):
     """A 60 MB filesystem (tmpfs), where the machine lets a test mount one."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
-    try:
+    with small_filesystem(tmp_path, "60m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.slow

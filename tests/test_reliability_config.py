@@ -27,7 +27,7 @@ from gansweep.runs.checkpoint import Counters, ResumeError
 from gansweep.schema import ConfigError
 from gansweep.train import record_failure
 from gansweep.runs.trainer import run
-from tests.helpers import CHEAP_FID, ON_TEST_DEVICE, REPO, compose_config
+from tests.helpers import CHEAP_FID, ON_TEST_DEVICE, REPO, compose_config, small_filesystem
 from tests.helpers import sweep as run_sweep
 
 FIXTURE = Path(__file__).parent / "fixtures" / "previous_release" / "ring8_2ep"
@@ -208,16 +208,8 @@ def test_the_fixtures_own_files_still_make_it_a_donor(tmp_path):
 def full_fs(tmp_path):
     """A 512 KB filesystem (tmpfs, where the machine lets a test mount one); ``fill()``
     leaves no byte free on it."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
-    try:
+    with small_filesystem(tmp_path, "512k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(mount: Path) -> None:
